@@ -1,0 +1,205 @@
+"""The `hubkit` command line: a thin layer over the library functions.
+
+Results go to stdout (JSON with --json), progress and hints to stderr. Any HubkitError becomes
+one message plus the next step, and a non-zero exit; HUBKIT_DEBUG=1 shows the traceback.
+Heavy libraries (torch, transformers, peft, lm-eval, gradio) are imported inside commands,
+so `hubkit --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from . import __version__
+from .errors import HubkitError, NotBuiltYet
+
+MANIFEST_OPTION = click.option(
+    "-m",
+    "--manifest",
+    default="hubkit.yaml",
+    show_default=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Path of the hubkit manifest.",
+)
+JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+
+
+def _err(msg: str) -> None:
+    click.echo(msg, err=True)
+
+
+def _print_json(data) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="hubkit")
+def cli() -> None:
+    """Evaluate, merge, card and publish LoRA adapters and merged checkpoints.
+
+    A typical day: `hubkit eval` reruns your pinned lm-eval setups, `hubkit card` renders the
+    model cards from the results, `hubkit publish` pushes adapters, merged siblings, cards and
+    run records to the Hub. Everything reads one manifest, hubkit.yaml (`hubkit init` writes a
+    first one from your adapter). New here? `hubkit demo` runs the whole pipeline offline.
+    """
+
+
+# -- init / inspect / schema / validate -----------------------------------------------------
+
+
+@cli.command()
+@click.option("--adapter", "adapter", required=True, type=click.Path(file_okay=False, path_type=Path), help="LoRA adapter directory.")
+@click.option("--merged", type=click.Path(file_okay=False, path_type=Path), help="Merged checkpoint directory (optional).")
+@click.option("--name", help="Project name (default: the adapter directory's name).")
+@click.option("--repo-id", help="Target Hub repo for the adapter, 'owner/name'.")
+@click.option("--license", "license_", default="apache-2.0", show_default=True, help="Hub license id.")
+@click.option("-o", "--out", default="hubkit.yaml", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
+def init(adapter: Path, merged: Path | None, name: str | None, repo_id: str | None, license_: str, out: Path, force: bool) -> None:
+    """Write a starting hubkit.yaml from the facts in an adapter (and merged) directory."""
+    from .init import init_manifest
+
+    path = init_manifest(adapter, merged=merged, name=name, repo_id=repo_id, license=license_, out=out, force=force)
+    click.echo(str(path))
+    _err("Review the TODO lines, then run `hubkit validate`.")
+
+
+@cli.command("inspect")
+@click.argument("path", type=click.Path(path_type=Path))
+@click.option("--no-hash", is_flag=True, help="Skip the sha256 of each file (fast on big checkpoints).")
+@JSON_OPTION
+def inspect_cmd(path: Path, no_hash: bool, as_json: bool) -> None:
+    """Report what an adapter or checkpoint directory contains, read from its files."""
+    from .inspection import inspect_path
+    from .report import format_facts
+
+    facts = inspect_path(path, hash_files=not no_hash)
+    if as_json:
+        _print_json(facts.to_dict())
+    else:
+        click.echo(format_facts(facts))
+
+
+@cli.command()
+@MANIFEST_OPTION
+def validate(manifest: Path) -> None:
+    """Check a manifest: every problem is listed with its file and field path."""
+    from .manifest import load_manifest
+
+    m = load_manifest(manifest)
+    click.echo(
+        f"{manifest}: ok ({len(m.artifacts)} artifacts, {len(m.evals)} eval setups, "
+        f"{len(m.lineage)} lineage stages, {len(m.claims)} claims)"
+    )
+
+
+@cli.command()
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), help="Write to a file instead of stdout.")
+def schema(out: Path | None) -> None:
+    """Print the manifest's JSON Schema (for editors and yaml-language-server)."""
+    from .manifest import manifest_json_schema
+
+    text = json.dumps(manifest_json_schema(), indent=2, sort_keys=True) + "\n"
+    if out:
+        out.write_text(text)
+        click.echo(str(out))
+    else:
+        click.echo(text, nl=False)
+
+
+# -- pipeline commands ------------------------------------------------------------------------
+
+
+def _not_built(what: str, issue: str) -> None:
+    raise NotBuiltYet(f"`hubkit {what}` is not built yet", hint=f"It lands with the {issue} work; see the README's roadmap.")
+
+
+@cli.command("eval")
+@MANIFEST_OPTION
+def eval_cmd(manifest: Path) -> None:
+    """Rerun the manifest's pinned lm-eval setups (4-bit + LoRA, falling back to merged fp16)."""
+    _not_built("eval", "eval")
+
+
+@cli.command()
+def merge() -> None:
+    """Fold a LoRA adapter into its base and write an fp16/bf16 checkpoint, shard by shard."""
+    _not_built("merge", "merge")
+
+
+@cli.command()
+@MANIFEST_OPTION
+def card(manifest: Path) -> None:
+    """Render model cards (README.md) for the manifest's artifacts."""
+    _not_built("card", "card")
+
+
+@cli.command()
+@MANIFEST_OPTION
+def publish(manifest: Path) -> None:
+    """Push adapters, merged siblings, cards and run records to the Hub (with a dry-run plan)."""
+    _not_built("publish", "publish")
+
+
+@cli.command()
+@MANIFEST_OPTION
+def space(manifest: Path) -> None:
+    """Build, serve or deploy a Gradio Space that compares the adapters side by side."""
+    _not_built("space", "space")
+
+
+@cli.command()
+@click.option(
+    "--workdir",
+    default="hubkit-demo",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the demo world and every output go.",
+)
+@click.option("--rebuild", is_flag=True, help="Rebuild the demo world even if it exists.")
+def demo(workdir: Path, rebuild: bool) -> None:
+    """Build a tiny offline world (model, adapters, data) and run the pipeline on it."""
+    from .demo.pipeline import run_demo
+
+    run_demo(workdir, rebuild=rebuild, say=_err, out=click.echo)
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point; returns (and exits with) the process exit code."""
+    try:
+        cli.main(args=argv, prog_name="hubkit", standalone_mode=False)
+        code = 0
+    except HubkitError as exc:
+        if os.environ.get("HUBKIT_DEBUG"):
+            raise
+        for line in str(exc).splitlines():
+            _err(f"error: {line}")
+        if exc.hint:
+            _err(f"hint: {exc.hint}")
+        code = exc.exit_code
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = exc.exit_code
+    except click.exceptions.Abort:
+        _err("aborted")
+        code = 130
+    except KeyboardInterrupt:
+        _err("interrupted")
+        code = 130
+    if argv is None:
+        sys.exit(code)
+    return code
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""The offline demo world and the `hubkit demo` pipeline."""

@@ -1,0 +1,390 @@
+"""The manifest (`hubkit.yaml`): the one source of truth a card, an eval and a publish derive from.
+
+Every model forbids unknown keys, so a typo is an error that names the file and the field path
+instead of a setting silently ignored. Facts that can be read from files (LoRA rank, target
+modules, parameter counts) are not typed here: `hubkit.inspection` reads them.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from .errors import ManifestError
+
+DEFAULT_MANIFEST = "hubkit.yaml"
+
+ArtifactKind = Literal["adapter", "merged", "quantized", "full"]
+Relation = Literal["adapter", "merge", "quantized", "finetune"]
+Strategy = Literal["4bit-lora", "merged-fp16", "bf16-lora", "fp32-lora"]
+Scalar = Union[bool, int, float, str]
+
+# The Hub's base_model_relation that each artifact kind implies, unless the manifest says otherwise.
+DEFAULT_RELATION: dict[str, str] = {
+    "adapter": "adapter",
+    "merged": "merge",
+    "quantized": "quantized",
+    "full": "finetune",
+}
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^[A-Za-z0-9][\w.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Citation(_Strict):
+    key: str = Field(description="Citation key, e.g. 'dettmers2023qlora'.")
+    bibtex: str = Field(description="The full BibTeX entry.")
+
+
+class Project(_Strict):
+    name: str = Field(description="Human-readable name of the model or project, used as card title.")
+    summary: str | None = Field(None, description="One or two sentences that open every card.")
+    description: str | None = Field(None, description="Longer markdown prose for the card body.")
+    description_file: str | None = Field(
+        None, description="Path (relative to the manifest) of a markdown file with the description."
+    )
+    license: str = Field(
+        description="A license id from the Hub's list (e.g. 'apache-2.0'), or 'other' with license_name and license_link."
+    )
+    license_name: str | None = Field(None, description="Short name of a custom license (license: other).")
+    license_link: str | None = Field(None, description="Link to a custom license (license: other).")
+    license_note: str | None = Field(None, description="Free text on licensing (inheritance, data licenses).")
+    language: list[str] = Field(default_factory=list, description="ISO 639-1 codes, e.g. ['en'].")
+    tags: list[str] = Field(default_factory=list, description="Extra Hub tags.")
+    pipeline_tag: str = Field("text-generation", description="The Hub's pipeline tag.")
+    authors: list[str] = Field(default_factory=list, description="Authors shown on the card.")
+    links: dict[str, str] = Field(default_factory=dict, description="Named links (paper, code, blog).")
+    limitations: list[str] = Field(default_factory=list, description="Known limitations, one per item.")
+    citations: list[Citation] = Field(default_factory=list, description="BibTeX entries to cite.")
+    context: str | None = Field(None, description="Why the model exists (a test, a paper, a challenge).")
+
+    @model_validator(mode="after")
+    def _other_license_needs_name(self) -> "Project":
+        if self.license == "other" and not (self.license_name and self.license_link):
+            raise ValueError("license 'other' needs license_name and license_link")
+        return self
+
+
+class Artifact(_Strict):
+    kind: ArtifactKind = Field(description="adapter (LoRA), merged (LoRA folded into the base), quantized, or full.")
+    path: str = Field(description="Local directory holding the artifact's files, relative to the manifest.")
+    repo_id: str | None = Field(None, description="Target Hub repo, 'owner/name'.")
+    title: str | None = Field(None, description="Card title; defaults to project.name.")
+    summary: str | None = Field(None, description="One-line summary for this artifact's card.")
+    base_model: str | None = Field(
+        None,
+        description="Hub id of the immediate parent model (no revision). For adapters, defaults to the adapter config's base.",
+    )
+    base_model_revision: str | None = Field(None, description="Revision (commit) of the base model.")
+    base_model_path: str | None = Field(
+        None, description="Local directory with the base weights, used by eval/merge when the Hub is out of reach."
+    )
+    relation: Relation | None = Field(None, description="The Hub's base_model_relation; derived from kind if unset.")
+    merged: str | None = Field(None, description="Name of the artifact that is this adapter merged (its sibling).")
+    adapter: str | None = Field(None, description="For a merged artifact: the name of the adapter it was made from.")
+    tokenizer: str | None = Field(None, description="Tokenizer id or path, when it is not the base model's.")
+    stage: str | None = Field(None, description="Name of the lineage stage that produced this artifact.")
+    datasets: list[str] = Field(default_factory=list, description="Names (keys of `datasets`) used to train it.")
+    training: dict[str, Scalar] = Field(
+        default_factory=dict, description="Training settings not readable from the files (optimizer, schedule, seed)."
+    )
+    training_metrics: dict[str, Scalar] = Field(
+        default_factory=dict, description="Reported training numbers (steps, final loss, peak VRAM)."
+    )
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id_shape(cls, v: str | None) -> str | None:
+        if v is not None and not _REPO_ID.match(v):
+            raise ValueError(f"expected a Hub repo id like 'owner/name', got {v!r}")
+        return v
+
+    @property
+    def hub_relation(self) -> str:
+        return self.relation or DEFAULT_RELATION[self.kind]
+
+
+class Stage(_Strict):
+    name: str = Field(description="Stage name, e.g. 'sft', 'dpo', 'nca-hard-margin'.")
+    model: str | None = Field(None, description="Hub id or label of the model this stage produced.")
+    parent: str | None = Field(None, description="Name of the previous stage (none for the pretrained root).")
+    method: str | None = Field(None, description="Training method, e.g. 'SFT', 'DPO (sigmoid)', 'NCA (nca_pair)'.")
+    description: str | None = Field(None, description="What happened at this stage, in a sentence.")
+    hyperparameters: dict[str, Scalar] = Field(default_factory=dict, description="Key hyperparameters (beta, lr, epochs).")
+    data: list[str] = Field(default_factory=list, description="Names (keys of `datasets`) this stage trained on.")
+    metrics: dict[str, Scalar] = Field(default_factory=dict, description="Reported numbers of this stage (steps, loss).")
+    artifact: str | None = Field(None, description="Name of the artifact this stage produced, if it is in the manifest.")
+
+
+class Dataset(_Strict):
+    hub_id: str | None = Field(None, description="Hub dataset id; only Hub ids reach the card's metadata.")
+    title: str | None = Field(None, description="Display name; defaults to the key.")
+    path: str | None = Field(None, description="Local files (never written into card metadata).")
+    rows: int | None = Field(None, description="Rows / pairs used.")
+    unit: str = Field("rows", description="What a row is: rows, pairs, triples, sentences.")
+    license: str | None = Field(None, description="License of the data, e.g. 'cc-by-sa-4.0'.")
+    description: str | None = Field(None, description="Source and filtering, in prose.")
+    filters: list[str] = Field(default_factory=list, description="Filtering steps applied, one per item.")
+
+
+class DataOverride(_Strict):
+    """Point an lm-eval task at local files while keeping its prompt, targets and metrics."""
+
+    format: Literal["json", "parquet", "csv"] = Field("json", description="File format of the local data.")
+    files: dict[str, str] = Field(description="Split name -> file path (relative to the manifest).")
+
+
+class EvalSetup(_Strict):
+    tasks: list[str] = Field(min_length=1, description="lm-eval task names, e.g. ['arc_challenge'].")
+    num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples (lm-eval --num_fewshot).")
+    metrics: list[str] = Field(default_factory=lambda: ["acc", "acc_norm"], description="Metrics to report.")
+    batch_size: int | str = Field(1, description="lm-eval --batch_size (an integer or 'auto').")
+    limit: int | float | None = Field(None, description="lm-eval --limit: first N docs, or a fraction.")
+    strategies: list[Strategy] = Field(
+        default_factory=lambda: ["4bit-lora", "merged-fp16"],
+        min_length=1,
+        description="Load strategies tried in order; the first that succeeds produces the numbers.",
+    )
+    pins: dict[str, str] = Field(
+        default_factory=dict,
+        description="Package -> version specifier (e.g. 'lm-eval': '==0.4.5') of the environment the eval runs in.",
+    )
+    env: Literal["pinned", "current"] = Field(
+        "pinned", description="'pinned': an isolated uv environment made from pins; 'current': this interpreter."
+    )
+    model_args: dict[str, Scalar] = Field(
+        default_factory=dict, description="Extra lm-eval model_args (dtype, add_bos_token, trust_remote_code...)."
+    )
+    include_path: str | None = Field(None, description="Directory of extra lm-eval task YAMLs (relative to the manifest).")
+    data: dict[str, DataOverride] = Field(default_factory=dict, description="Task name -> local data override.")
+    artifacts: list[str] | None = Field(None, description="Artifacts to evaluate; default: every adapter.")
+    include_base: bool = Field(True, description="Also evaluate the bare base model as the baseline.")
+    command: str | None = Field(None, description="The lm-eval command as a card documents it, kept verbatim.")
+    seed: int = Field(1234, description="Random seed for lm-eval (few-shot sampling).")
+
+
+class Claim(_Strict):
+    """A number reported elsewhere (an earlier card, a paper), shown next to what hubkit reproduced."""
+
+    subject: str = Field(description="An artifact name, or a label for a model not in the manifest.")
+    task: str = Field(description="Task name, e.g. 'arc_challenge'.")
+    metric: str = Field(description="Metric, e.g. 'acc_norm'.")
+    value: float | int | bool | str = Field(description="The reported value.")
+    stderr: float | None = Field(None, description="Reported standard error, if any.")
+    num_fewshot: int | None = Field(None, description="Few-shot setting of the reported number.")
+    setup: str | None = Field(None, description="Name of the eval setup that should reproduce it.")
+    source: str | None = Field(None, description="Where the number comes from (card URL, paper).")
+    baseline: bool = Field(False, description="This row is the baseline that deltas are computed against.")
+    reference_only: bool = Field(False, description="Shown for reference, excluded from deltas and verdicts.")
+    domain: str | None = Field(None, description="Optional grouping (e.g. 'math', 'code') for report tables.")
+
+
+class Manifest(_Strict):
+    schema_version: Literal[1] = Field(1, description="Version of this manifest format.")
+    project: Project
+    artifacts: dict[str, Artifact] = Field(default_factory=dict, description="Named artifacts to evaluate and publish.")
+    lineage: list[Stage] = Field(default_factory=list, description="The chain of training stages, root first.")
+    datasets: dict[str, Dataset] = Field(default_factory=dict, description="Named training datasets.")
+    evals: dict[str, EvalSetup] = Field(default_factory=dict, description="Named eval setups.")
+    claims: list[Claim] = Field(default_factory=list, description="Numbers reported elsewhere.")
+
+    # Set by load_manifest; not part of the schema.
+    _source: Path | None = None
+
+    @model_validator(mode="after")
+    def _references_resolve(self) -> "Manifest":
+        problems = []
+        for name, art in self.artifacts.items():
+            for field in ("merged", "adapter"):
+                ref = getattr(art, field)
+                if ref is not None and ref not in self.artifacts:
+                    problems.append(f"artifacts.{name}.{field}: no artifact named {ref!r}")
+            for ds in art.datasets:
+                if ds not in self.datasets:
+                    problems.append(f"artifacts.{name}.datasets: no dataset named {ds!r}")
+        stage_names = {s.name for s in self.lineage}
+        for i, stage in enumerate(self.lineage):
+            if stage.parent is not None and stage.parent not in stage_names:
+                problems.append(f"lineage.{i}.parent: no stage named {stage.parent!r}")
+            if stage.artifact is not None and stage.artifact not in self.artifacts:
+                problems.append(f"lineage.{i}.artifact: no artifact named {stage.artifact!r}")
+            for ds in stage.data:
+                if ds not in self.datasets:
+                    problems.append(f"lineage.{i}.data: no dataset named {ds!r}")
+        for name, setup in self.evals.items():
+            for art in setup.artifacts or []:
+                if art not in self.artifacts:
+                    problems.append(f"evals.{name}.artifacts: no artifact named {art!r}")
+        for i, claim in enumerate(self.claims):
+            if claim.setup is not None and claim.setup not in self.evals:
+                problems.append(f"claims.{i}.setup: no eval setup named {claim.setup!r}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # -- helpers used by every command ------------------------------------------------------
+
+    @property
+    def root(self) -> Path:
+        """Directory relative paths in the manifest are resolved against."""
+        return self._source.parent if self._source else Path.cwd()
+
+    def resolve(self, path: str | None) -> Path | None:
+        if path is None:
+            return None
+        p = Path(path).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    def artifact(self, name: str) -> Artifact:
+        try:
+            return self.artifacts[name]
+        except KeyError:
+            raise ManifestError(
+                f"{self._source or DEFAULT_MANIFEST}: artifacts: no artifact named {name!r}",
+                hint=f"Known artifacts: {', '.join(self.artifacts) or '(none)'}.",
+            ) from None
+
+
+# -- loading and error text ------------------------------------------------------------------
+
+_TYPE_WORDS = {
+    "int_parsing": "an integer",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_parsing": "a number",
+    "float_type": "a number",
+    "bool_parsing": "true or false",
+    "bool_type": "true or false",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+}
+
+
+def _model_at(loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model class that owns the last key of `loc`, for 'did you mean' hints."""
+    model: Any = Manifest
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if model is None or not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            # a dict key (artifact name, setup name): the value model is the dict's value type
+            continue
+        model = _inner_model(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    args = getattr(annotation, "__args__", None)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in args or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _describe_input(value: Any) -> str:
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing (null)"
+    return repr(value)
+
+
+def _format_error(source: str, err: dict) -> str:
+    loc = tuple(err["loc"])
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        model = _model_at(loc)
+        key = str(loc[-1])
+        msg = "unknown key"
+        if model is not None:
+            close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
+            else:
+                msg += f" (allowed: {', '.join(model.model_fields)})"
+        return f"{source}: {path}: {msg}"
+    if kind == "missing":
+        return f"{source}: {path}: required field is missing"
+    if kind in _TYPE_WORDS:
+        return f"{source}: {path}: expected {_TYPE_WORDS[kind]}, got {_describe_input(err.get('input'))}"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{source}: {path}: expected one of {expected}, got {_describe_input(err.get('input'))}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, ") :]
+    return f"{source}: {path}: {msg}"
+
+
+def parse_manifest(data: Any, source: str = DEFAULT_MANIFEST) -> Manifest:
+    """Validate already-parsed YAML data. Raises ManifestError listing every problem."""
+    if not isinstance(data, dict):
+        raise ManifestError(f"{source}: expected a mapping at the top level, got {_describe_input(data)}")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            # cross-reference problems arrive as one joined message from the model validator
+            if err["type"] == "value_error" and not err["loc"]:
+                msg = err["msg"].removeprefix("Value error, ")
+                problems.extend(f"{source}: {p}" for p in msg.split("; "))
+            else:
+                problems.append(_format_error(source, err))
+        raise ManifestError(problems[0], problems=problems, path=source) from None
+
+
+def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
+    """Read and validate a manifest file.
+
+    Returns the Manifest, whose relative paths resolve against the file's directory.
+    Raises ManifestError naming the file and each field path at fault.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(
+            f"{path}: no such manifest",
+            hint="Run `hubkit init --adapter DIR` to write one, or pass -m PATH.",
+            path=path,
+        )
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ManifestError(f"{path}: not valid YAML{where}: {problem}", path=path) from None
+    manifest = parse_manifest(data, source=str(path))
+    manifest._source = path.resolve()
+    return manifest
+
+
+def manifest_json_schema() -> dict:
+    """The manifest's JSON Schema, for editors (yaml-language-server) and docs."""
+    schema = Manifest.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "hubkit manifest (hubkit.yaml)"
+    return schema
