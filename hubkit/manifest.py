@@ -188,6 +188,20 @@ class Claim(_Strict):
     domain: str | None = Field(None, description="Optional grouping (e.g. 'math', 'code') for report tables.")
 
 
+class Section(_Strict):
+    """User prose for the card body: a heading and markdown, inline or from a file."""
+
+    title: str = Field(description="Section heading.")
+    body: str | None = Field(None, description="Markdown text.")
+    file: str | None = Field(None, description="Markdown file (relative to the manifest) holding the text.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Section":
+        if (self.body is None) == (self.file is None):
+            raise ValueError("give exactly one of body or file")
+        return self
+
+
 class Manifest(_Strict):
     schema_version: Literal[1] = Field(1, description="Version of this manifest format.")
     project: Project
@@ -196,6 +210,7 @@ class Manifest(_Strict):
     datasets: dict[str, Dataset] = Field(default_factory=dict, description="Named training datasets.")
     evals: dict[str, EvalSetup] = Field(default_factory=dict, description="Named eval setups.")
     claims: list[Claim] = Field(default_factory=list, description="Numbers reported elsewhere.")
+    sections: list[Section] = Field(default_factory=list, description="Extra card sections (method, findings).")
 
     # Set by load_manifest; not part of the schema.
     _source: Path | None = None
@@ -320,7 +335,7 @@ def _format_error(source: str, err: dict) -> str:
         key = str(loc[-1])
         msg = "unknown key"
         if model is not None:
-            close = difflib.get_close_matches(key, list(model.model_fields), n=1)
+            close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.5)
             if close:
                 msg += f" (did you mean {close[0]!r}?)"
             else:

@@ -44,7 +44,7 @@ def environment(template_dir: str | None = None) -> jinja2.Environment:
     return env
 
 
-def render_template(name: str, template_dir: str | Path | None = None, **context) -> str:
-    """Render `name` (a path under the template directories) with `context`."""
+def render_template(template_name: str, template_dir: str | Path | None = None, **context) -> str:
+    """Render `template_name` (a path under the template directories) with `context`."""
     env = environment(str(template_dir) if template_dir else None)
-    return env.get_template(name).render(**context)
+    return env.get_template(template_name).render(**context)

@@ -1,0 +1,33 @@
+# The two set-up commands of the README. Each makes its own virtualenv (.venv) on first use.
+# torch is installed first and pinned: `torch==2.13.0` takes the machine's local CPU wheel
+# where there is one; a bare `torch` requirement would pull gigabytes of CUDA wheels.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.hubkit-installed
+OFFLINE := HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
+
+.PHONY: demo test docs install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	echo "$(TORCH_SPEC)" > $(VENV)/torch-constraint.txt
+	$(BIN)/python -m pip install -q -c $(VENV)/torch-constraint.txt -e ".[all,dev]"
+	touch $@
+
+demo: $(STAMP)
+	$(OFFLINE) $(BIN)/hubkit demo --workdir hubkit-demo
+
+test: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m pytest
+
+docs: $(STAMP)
+	$(BIN)/python -m hubkit.docs --write
+
+clean:
+	rm -rf $(VENV) hubkit-demo .pytest_cache

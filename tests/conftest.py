@@ -1,0 +1,43 @@
+"""Hermetic test setup: no network, no user state, no token. Tiny real models, built once."""
+
+from __future__ import annotations
+
+import os
+
+# Set before huggingface_hub / transformers / gradio are imported anywhere: they read these
+# at import time.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_XET"] = "1"
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
+for _var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT"):
+    os.environ.pop(_var, None)
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path, monkeypatch):
+    """Every test gets its own HF_HOME, caches and hubkit state, and no token."""
+    home = tmp_path / "_state"
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
+    monkeypatch.setenv("HUBKIT_HOME", str(home / "hubkit"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "cache"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HUBKIT_DEBUG", raising=False)
+    yield
+
+
+@pytest.fixture(scope="session")
+def demo_world(tmp_path_factory):
+    """The demo world (tokenizer, tiny Mistral, two trained adapters, task, manifest), built once."""
+    from hubkit.demo.world import build_world
+
+    return build_world(tmp_path_factory.mktemp("demo") / "world")
