@@ -121,9 +121,91 @@ def _not_built(what: str, issue: str) -> None:
 
 @cli.command("eval")
 @MANIFEST_OPTION
-def eval_cmd(manifest: Path) -> None:
-    """Rerun the manifest's pinned lm-eval setups (4-bit + LoRA, falling back to merged fp16)."""
-    _not_built("eval", "eval")
+@click.option("--setup", help="Eval setup to run (default: every setup in the manifest).")
+@click.option("--artifact", help="Evaluate only this adapter (the base is still evaluated unless --no-base).")
+@click.option("--limit", type=float, help="Only the first N documents of each task (a fraction if < 1).")
+@click.option("--env", "env_kind", type=click.Choice(["pinned", "current"]), help="Override the setup's environment.")
+@click.option("--rerun", is_flag=True, help="Run even when an identical run is recorded.")
+@click.option("--no-base", is_flag=True, help="Skip the base-model baseline run.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where run records go (default: runs/ beside the manifest).")
+@JSON_OPTION
+def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, runs_dir, as_json) -> None:
+    """Rerun the manifest's pinned lm-eval setups and record every run.
+
+    Each adapter is evaluated with the setup's strategies in order (default: 4bit-lora, then
+    merged-fp16); when one fails (no CUDA, a bitsandbytes/driver mismatch, OOM) the next runs
+    and the record says why. Records land in runs/<run-id>/ with lm-eval's own results and
+    samples plus provenance (command, requested vs installed versions, weight hashes, hardware).
+    An identical earlier run is reused unless --rerun.
+    """
+    from .eval import run_eval, summarize
+    from .manifest import load_manifest
+
+    m = load_manifest(manifest)
+    if limit is not None and limit >= 1:
+        limit = int(limit)
+    outcomes = run_eval(
+        m, setup=setup, artifact=artifact, limit=limit, env=env_kind, rerun=rerun,
+        include_base=False if no_base else None, runs_dir=runs_dir, say=_err,
+    )
+    table = summarize(m, [o.record for o in outcomes])
+    if as_json:
+        _print_json({"runs": [{"subject": o.subject, "run_id": o.record.run_id, "cached": o.cached, "path": str(o.record.path), "strategy": o.record.provenance["strategy"], "fallback_reason": o.record.provenance["fallback_reason"]} for o in outcomes], "results": table.to_dict(orient="records")})
+    else:
+        click.echo(_format_table(table))
+
+
+def _format_table(df) -> str:
+    if df.empty:
+        return "(no results)"
+    shown = df.copy()
+    for col in ("value", "stderr", "claimed", "claimed_stderr"):
+        if col in shown:
+            shown[col] = shown[col].map(lambda v: "" if v is None or v != v else f"{v:.4f}")
+    return shown.to_string(index=False)
+
+
+@cli.group(invoke_without_command=True)
+@MANIFEST_OPTION
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records folder (default: runs/ beside the manifest).")
+@click.pass_context
+def runs(ctx, manifest: Path, runs_dir: Path | None) -> None:
+    """List recorded eval runs; `hubkit runs compare A B` compares two of them."""
+    ctx.ensure_object(dict)
+    ctx.obj["runs_dir"] = runs_dir or (manifest.resolve().parent / "runs")
+    if ctx.invoked_subcommand is None:
+        from .eval import list_records
+
+        records = list_records(ctx.obj["runs_dir"])
+        if not records:
+            _err(f"no run records in {ctx.obj['runs_dir']}")
+            return
+        for r in records:
+            p = r.provenance
+            click.echo(f"{r.run_id}\t{p['status']}\t{p['subject']}\t{p['strategy'] or '-'}\t{p['duration_s']}s")
+
+
+@runs.command("compare")
+@click.argument("run_a")
+@click.argument("run_b")
+@click.option("--metric", default="acc", show_default=True, help="Per-sample metric to compare.")
+@click.option("--iterations", default=10000, show_default=True, help="Paired bootstrap resamples.")
+@JSON_OPTION
+@click.pass_context
+def runs_compare(ctx, run_a: str, run_b: str, metric: str, iterations: int, as_json: bool) -> None:
+    """Compare two runs on their shared tasks with paired tests over per-sample results."""
+    from .eval.compare import compare_runs, format_comparison
+    from .eval.records import load_record
+
+    def resolve(ref: str):
+        p = Path(ref)
+        return load_record(p if (p / "provenance.json").is_file() else ctx.obj["runs_dir"] / ref)
+
+    result = compare_runs(resolve(run_a), resolve(run_b), metric=metric, iterations=iterations)
+    if as_json:
+        _print_json(result)
+    else:
+        click.echo(format_comparison(result))
 
 
 @cli.command()

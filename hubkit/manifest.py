@@ -169,7 +169,9 @@ class EvalSetup(_Strict):
     artifacts: list[str] | None = Field(None, description="Artifacts to evaluate; default: every adapter.")
     include_base: bool = Field(True, description="Also evaluate the bare base model as the baseline.")
     command: str | None = Field(None, description="The lm-eval command as a card documents it, kept verbatim.")
-    seed: int = Field(1234, description="Random seed for lm-eval (few-shot sampling).")
+    exclude_newer: str | None = Field(
+        None, description="Build the pinned environment from releases up to this date (uv --exclude-newer), e.g. '2025-03-01'."
+    )
 
 
 class Claim(_Strict):

@@ -1,0 +1,572 @@
+"""`hubkit eval`: rerun a manifest's lm-eval setups, strategy by strategy, and record everything.
+
+For each subject (the base, then each adapter) the setup's load strategies are tried in order;
+the first that succeeds produces the numbers, and every failed attempt is kept with its reason.
+Every attempt runs lm-eval in a subprocess of the eval environment, so a bitsandbytes crash, a
+CUDA error or an OOM kill ends that attempt, not hubkit, and the fallback can run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from .. import __version__
+from ..errors import EvalError
+from ..inspection import TOKENIZER_FILES, inspect_adapter, inspect_checkpoint, sha256_file
+from ..manifest import Artifact, EvalSetup, Manifest
+from ..secrets import redact, redact_text, split_secret_args
+from . import envs
+from .records import PROVENANCE, RECORD_FORMAT, RunRecord, find_cached, freeze, load_record
+
+RUNNER_4BIT = Path(__file__).with_name("runner_4bit.py")
+BNB_KEYS = ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype", "bnb_4bit_use_double_quant")
+_ERROR_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)):\s?(?P<msg>.*)$")
+_OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory", re.IGNORECASE)
+
+
+@dataclass
+class Subject:
+    """One model to evaluate: the bare base, or an adapter on it."""
+
+    name: str
+    artifact: Artifact | None
+    base: str  # local dir or Hub id
+    base_revision: str | None
+    adapter: Path | None = None
+    merged: Path | None = None  # a given merged sibling, if any
+    tokenizer: str | None = None
+
+
+@dataclass
+class Attempt:
+    strategy: str
+    status: str  # ok | failed
+    seconds: float
+    command: list[str] | None = None
+    call: dict | None = None
+    exit_code: int | None = None
+    error_type: str | None = None
+    error: str | None = None
+    reason: str | None = None
+    log: str | None = None
+    log_tail: str | None = None
+    output_dir: str | None = None
+
+
+@dataclass
+class EvalOutcome:
+    subject: str
+    record: RunRecord
+    cached: bool
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _args_string(args: dict) -> str:
+    def fmt(v):
+        return str(v) if not isinstance(v, bool) else ("True" if v else "False")
+
+    return ",".join(f"{k}={fmt(v)}" for k, v in args.items())
+
+
+def _tf_major(env: envs.EvalEnv) -> int:
+    version = env.version("transformers") or "0"
+    try:
+        return int(version.split(".")[0])
+    except ValueError:
+        return 0
+
+
+# -- what to evaluate ------------------------------------------------------------------------
+
+
+def subjects_for(manifest: Manifest, setup: EvalSetup, only: str | None, include_base: bool) -> list[Subject]:
+    names = [only] if only else (setup.artifacts or [n for n, a in manifest.artifacts.items() if a.kind == "adapter"])
+    subjects: list[Subject] = []
+    for name in names:
+        art = manifest.artifact(name)
+        if art.kind != "adapter":
+            raise EvalError(
+                f"artifacts.{name}: kind {art.kind!r} cannot be evaluated as base + LoRA",
+                hint="hubkit eval evaluates adapters (and their base); list adapters in evals.NAME.artifacts.",
+            )
+        adapter = manifest.resolve(art.path)
+        facts = inspect_adapter(adapter, hash_files=False)
+        base = str(manifest.resolve(art.base_model_path)) if art.base_model_path else (art.base_model or facts.base_model)
+        if not base:
+            raise EvalError(f"artifacts.{name}: no base model", hint="Set base_model (Hub id) or base_model_path (local dir).")
+        merged = None
+        if art.merged:
+            sibling = manifest.artifacts[art.merged]
+            merged = manifest.resolve(sibling.path)
+        tokenizer = art.tokenizer or (str(adapter) if facts.tokenizer_files else base)
+        subjects.append(Subject(name, art, base, art.base_model_revision, adapter, merged, tokenizer))
+    if include_base and subjects:
+        first = subjects[0]
+        subjects.insert(0, Subject("base", None, first.base, first.base_revision, tokenizer=first.base))
+    return subjects
+
+
+# -- task configs and data ---------------------------------------------------------------------
+
+
+def task_fingerprint(manifest: Manifest, setup: EvalSetup, env: envs.EvalEnv) -> dict:
+    """sha256 of each task YAML found in the include path and of the local data files it names;
+    built-in tasks are identified by their name and the lm-eval version that defines them."""
+    found: dict[str, dict] = {}
+    include = manifest.resolve(setup.include_path)
+    if include and include.is_dir():
+        for yml in sorted(include.rglob("*.yaml")):
+            try:
+                cfg = yaml.safe_load(yml.read_text()) or {}
+            except yaml.YAMLError:
+                continue
+            if not isinstance(cfg, dict) or cfg.get("task") not in setup.tasks:
+                continue
+            data_files = ((cfg.get("dataset_kwargs") or {}).get("data_files")) or {}
+            files = data_files.values() if isinstance(data_files, dict) else [data_files]
+            data = {}
+            for f in files:
+                for path in [f] if isinstance(f, str) else list(f):
+                    p = Path(path) if Path(path).is_absolute() else manifest.root / path
+                    data[str(p)] = sha256_file(p) if p.is_file() else None
+            found[cfg["task"]] = {"config": str(yml), "sha256": sha256_file(yml), "data_files": data}
+    for task in setup.tasks:
+        found.setdefault(task, {"builtin": True, "lm_eval": env.version("lm_eval")})
+    return found
+
+
+# -- strategies -> commands ------------------------------------------------------------------------
+
+
+def _common_args(setup: EvalSetup, device: str) -> tuple[dict, dict, dict]:
+    """(model args for lm-eval, bnb settings, secrets) from the setup, with explicit defaults:
+    dtype and add_bos_token are always stated, since lm-eval's defaults changed between versions."""
+    clean, secrets = split_secret_args(dict(setup.model_args))
+    bnb = {k: clean.pop(k) for k in list(clean) if k in BNB_KEYS}
+    clean.setdefault("dtype", "bfloat16" if device.startswith("cuda") else "float32")
+    clean.setdefault("add_bos_token", False)
+    clean.setdefault("trust_remote_code", False)
+    return clean, bnb, secrets
+
+
+def build_attempt(subject: Subject, strategy: str, setup: EvalSetup, env: envs.EvalEnv, device: str, out_dir: Path, merged_dir: Path | None, include_path: Path | None, limit) -> tuple[list[str], dict | None]:
+    """The exact argv for one attempt (and, for the hand-built 4-bit path, its call spec)."""
+    common, bnb, _ = _common_args(setup, device)
+    args: dict = {}
+    call = None
+    revision = {"revision": subject.base_revision} if subject.base_revision else {}
+    if strategy == "base":
+        args = {"pretrained": subject.base, **revision, "tokenizer": subject.tokenizer, **common}
+    elif strategy == "merged-fp16":
+        args = {"pretrained": str(merged_dir), "tokenizer": subject.tokenizer, **common}
+    elif strategy in ("bf16-lora", "fp32-lora"):
+        args = {"pretrained": subject.base, **revision, "peft": str(subject.adapter), "tokenizer": subject.tokenizer, **common}
+        args["dtype"] = "bfloat16" if strategy == "bf16-lora" else "float32"
+    elif strategy == "4bit-lora":
+        compute = str(bnb.get("bnb_4bit_compute_dtype") or common["dtype"])
+        quant = {
+            "bnb_4bit_quant_type": str(bnb.get("bnb_4bit_quant_type") or "nf4"),
+            "bnb_4bit_compute_dtype": compute,
+            "bnb_4bit_use_double_quant": bool(bnb.get("bnb_4bit_use_double_quant", True)),
+        }
+        if _tf_major(env) < 5:
+            # The form older cards document: flat kwargs that transformers < 5 still accepts.
+            args = {"pretrained": subject.base, **revision, "peft": str(subject.adapter), "tokenizer": subject.tokenizer, **common, "load_in_4bit": True, **quant}
+        else:
+            include_defaults = not _all_tasks_local(setup, include_path)
+            call = {
+                "pretrained": subject.base,
+                "revision": subject.base_revision,
+                "peft": str(subject.adapter),
+                "tokenizer": subject.tokenizer,
+                "dtype": common["dtype"],
+                "add_bos_token": bool(common["add_bos_token"]),
+                "trust_remote_code": bool(common["trust_remote_code"]),
+                **quant,
+                "device": device,
+                "batch_size": setup.batch_size,
+                "tasks": list(setup.tasks),
+                "num_fewshot": setup.num_fewshot,
+                "limit": limit,
+                "include_path": str(include_path) if include_path else None,
+                "include_defaults": include_defaults,
+                "output_path": str(out_dir),
+            }
+            return [env.python, str(RUNNER_4BIT), str(out_dir / "call.json")], call
+    else:
+        raise EvalError(f"unknown strategy {strategy!r}")
+    argv = [env.python, "-m", "lm_eval", "--model", "hf", "--model_args", _args_string(args), "--tasks", ",".join(setup.tasks)]
+    if setup.num_fewshot is not None:
+        argv += ["--num_fewshot", str(setup.num_fewshot)]
+    argv += ["--batch_size", str(setup.batch_size), "--device", device]
+    if limit is not None:
+        argv += ["--limit", str(limit)]
+    if include_path:
+        argv += ["--include_path", str(include_path)]
+    argv += ["--output_path", str(out_dir), "--log_samples"]
+    return argv, call
+
+
+def _all_tasks_local(setup: EvalSetup, include_path: Path | None) -> bool:
+    if not include_path or not include_path.is_dir():
+        return False
+    names = set()
+    for yml in include_path.rglob("*.yaml"):
+        try:
+            cfg = yaml.safe_load(yml.read_text()) or {}
+        except yaml.YAMLError:
+            continue
+        if isinstance(cfg, dict) and "task" in cfg:
+            names.add(cfg["task"])
+    return set(setup.tasks) <= names
+
+
+# -- running one attempt ---------------------------------------------------------------------------
+
+
+def _classify(exit_code: int, tail: str) -> tuple[str | None, str | None, str]:
+    """(exception type, message, human reason) from an attempt's exit code and output tail."""
+    err_type = err_msg = None
+    for line in reversed(tail.splitlines()):
+        m = _ERROR_LINE.match(line.strip())
+        if m:
+            err_type, err_msg = m["type"], m["msg"]
+            break
+    if exit_code in (-9, 137) or _OOM.search(tail):
+        return err_type or "OutOfMemory", err_msg, "out of memory"
+    if err_msg and "CUDA is required" in err_msg:
+        return err_type, err_msg, "bitsandbytes needs CUDA, and none is available"
+    if err_type and "bitsandbytes" in tail and err_type in ("ImportError", "ModuleNotFoundError", "RuntimeError", "AttributeError"):
+        return err_type, err_msg, f"bitsandbytes failed ({err_type})"
+    if err_type:
+        return err_type, err_msg, f"{err_type}: {err_msg}"[:300]
+    return None, None, f"exit code {exit_code}"
+
+
+def _run(argv: list[str], log_path: Path, env_vars: dict, cwd: Path, say: Callable[[str], None]) -> int:
+    """Run argv, streaming its output into log_path (and a status line on a terminal)."""
+    interactive = sys.stderr.isatty()
+    with log_path.open("w", encoding="utf-8") as log:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env_vars, cwd=cwd, bufsize=1)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(redact_text(line))
+            if interactive:
+                shown = line.strip().replace("\r", " ")[-100:]
+                sys.stderr.write(f"\r\033[K     {shown}")
+        code = proc.wait()
+    if interactive:
+        sys.stderr.write("\r\033[K")
+    return code
+
+
+def _child_env(secrets: dict[str, str]) -> dict:
+    env = dict(os.environ)
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    env["PYTHONUNBUFFERED"] = "1"
+    token = secrets.get("token")
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+# -- merged fallback --------------------------------------------------------------------------------
+
+
+def ensure_merged(subject: Subject, say: Callable[[str], None]) -> Path:
+    """The merged fp16 checkpoint for `subject`: the given sibling, or one made (and cached).
+
+    Until the streaming merge lands this uses peft's merge_and_unload, in this interpreter.
+    """
+    if subject.merged is not None:
+        if not (subject.merged / "config.json").is_file():
+            raise EvalError(f"{subject.merged}: merged artifact has no config.json", hint="Run `hubkit merge` or fix artifacts.*.path.")
+        return subject.merged
+    assert subject.adapter is not None
+    facts = inspect_adapter(subject.adapter)
+    key = _digest({"adapter": [(f.path, f.sha256) for f in facts.files if f.path.endswith(".safetensors")], "base": subject.base, "rev": subject.base_revision})[:16]
+    out = envs.hubkit_home() / "merged" / f"{key}-float16"
+    if (out / "hubkit_merge.json").is_file():
+        return out
+    say(f"   merging {subject.name} into its base (fp16) for the merged-fp16 strategy")
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tmp = out.with_name(out.name + f".partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    base = AutoModelForCausalLM.from_pretrained(subject.base, revision=subject.base_revision, dtype=torch.float32, trust_remote_code=False)
+    merged = PeftModel.from_pretrained(base, str(subject.adapter)).merge_and_unload()
+    merged.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
+    AutoTokenizer.from_pretrained(subject.tokenizer or subject.base).save_pretrained(tmp)
+    _portable_tokenizer(tmp)
+    (tmp / "hubkit_merge.json").write_text(
+        json.dumps({"base": subject.base, "base_revision": subject.base_revision, "adapter": str(subject.adapter), "adapter_weights_sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}, "dtype": "float16", "method": "peft merge_and_unload", "hubkit_version": __version__}, indent=2, sort_keys=True)
+    )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
+def _portable_tokenizer(path: Path) -> None:
+    """transformers 5 names its own backend class, which 4.x cannot load; the generic one loads everywhere."""
+    cfg_path = path / "tokenizer_config.json"
+    if cfg_path.is_file():
+        cfg = json.loads(cfg_path.read_text())
+        if cfg.get("tokenizer_class") == "TokenizersBackend":
+            cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+            cfg_path.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+# -- weights identity ---------------------------------------------------------------------------
+
+
+def _weights(subject: Subject) -> dict:
+    out: dict = {}
+    base = Path(subject.base)
+    if base.is_dir():
+        facts = inspect_checkpoint(base)
+        out["base"] = {"path": str(base), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
+    else:
+        out["base"] = {"repo_id": subject.base, "revision": subject.base_revision}
+    if subject.adapter:
+        facts = inspect_adapter(subject.adapter)
+        out["adapter"] = {"path": str(subject.adapter), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
+    if subject.merged and (subject.merged / "config.json").is_file():
+        facts = inspect_checkpoint(subject.merged)
+        out["merged"] = {"path": str(subject.merged), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
+    return out
+
+
+def _identity(weights: dict) -> dict:
+    """The part of the weights record that identifies content, not location."""
+    return {k: v.get("sha256") or {"repo_id": v.get("repo_id"), "revision": v.get("revision")} for k, v in weights.items()}
+
+
+# -- the public entry point --------------------------------------------------------------------------
+
+
+def run_eval(
+    manifest: Manifest,
+    *,
+    setup: str | None = None,
+    artifact: str | None = None,
+    limit: int | float | None = None,
+    env: str | None = None,
+    rerun: bool = False,
+    include_base: bool | None = None,
+    runs_dir: str | Path | None = None,
+    say: Callable[[str], None] = lambda m: None,
+) -> list[EvalOutcome]:
+    """Run one eval setup (or each) of `manifest` over its adapters (and base).
+
+    Returns one EvalOutcome per subject, each with its immutable run record (from the cache when
+    an identical run exists, unless `rerun`). Raises EvalError when every strategy failed for a
+    subject (its record, with every attempt, is still written), and EnvError when the pinned
+    environment cannot be built.
+    """
+    if not manifest.evals:
+        raise EvalError("the manifest has no eval setups", hint="Add one under `evals:` (see the README's manifest reference).")
+    names = [setup] if setup else list(manifest.evals)
+    for name in names:
+        if name not in manifest.evals:
+            raise EvalError(f"no eval setup named {name!r}", hint=f"Known setups: {', '.join(manifest.evals)}.")
+    runs = Path(runs_dir) if runs_dir else manifest.root / "runs"
+    outcomes: list[EvalOutcome] = []
+    failures: list[str] = []
+    for name in names:
+        for outcome in _run_setup(manifest, name, manifest.evals[name], artifact, limit, env, rerun, include_base, runs, say):
+            outcomes.append(outcome)
+            if outcome.record.provenance["status"] != "ok":
+                failures.append(f"{name}/{outcome.subject}: " + "; ".join(f"{a.strategy}: {a.reason}" for a in outcome.attempts))
+    if failures:
+        raise EvalError(
+            "every strategy failed for " + ", ".join(failures),
+            hint=f"Each attempt's log is in its run record under {runs}.",
+        )
+    return outcomes
+
+
+def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, include_base, runs: Path, say) -> list[EvalOutcome]:
+    limit = limit if limit is not None else setup.limit
+    kind = env_kind or setup.env
+    say(f"== eval setup {name!r}: tasks {', '.join(setup.tasks)}, few-shot {setup.num_fewshot}, strategies {' -> '.join(setup.strategies)}")
+    if kind == "pinned":
+        env = envs.pinned_env(setup.pins, needs_4bit="4bit-lora" in setup.strategies, exclude_newer=setup.exclude_newer, say=lambda m: say(f"   {m}"))
+        say(f"   environment {env.key} ({'created' if env.created else 'reused'} in {env.setup_seconds:.1f}s)")
+    else:
+        env = envs.current_env(setup.pins)
+        say(f"   environment: current interpreter ({env.python})")
+    for problem in env.mismatches:
+        say(f"   warning: version mismatch: {problem}")
+    device = "cuda:0" if env.probe.get("cuda_available") else "cpu"
+    include_path = manifest.resolve(setup.include_path)
+    tasks = task_fingerprint(manifest, setup, env)
+    subjects = subjects_for(manifest, setup, only, setup.include_base if include_base is None else include_base)
+    clean_args, _, secrets = _common_args(setup, device)
+    outcomes = []
+    for subject in subjects:
+        weights = _weights(subject)
+        strategies = ["base"] if subject.artifact is None else list(setup.strategies)
+        cache_key = _digest(
+            {
+                "format": RECORD_FORMAT,
+                "weights": _identity(weights),
+                "tasks": {t: {k: v for k, v in f.items() if k != "config"} for t, f in tasks.items()},
+                "num_fewshot": setup.num_fewshot,
+                "limit": limit,
+                "batch_size": setup.batch_size,
+                "pins": setup.pins,
+                "env": kind,
+                "strategies": strategies,
+                "model_args": clean_args,
+                "tokenizer_is_adapter": subject.tokenizer == str(subject.adapter),
+            }
+        )
+        if not rerun:
+            cached = find_cached(runs, cache_key)
+            if cached:
+                say(f"   {subject.name}: cached run {cached.run_id} ({cached.provenance['strategy']})")
+                outcomes.append(EvalOutcome(subject.name, cached, True))
+                continue
+        outcomes.append(_run_subject(manifest, name, setup, subject, strategies, env, kind, device, include_path, limit, tasks, weights, cache_key, secrets, runs, say))
+    return outcomes
+
+
+def _run_subject(manifest, setup_name, setup, subject, strategies, env, kind, device, include_path, limit, tasks, weights, cache_key, secrets, runs: Path, say) -> EvalOutcome:
+    started = _now()
+    t0 = time.perf_counter()
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
+    run_id = f"{stamp}-{setup_name}-{subject.name}-{cache_key[:8]}"
+    record_dir = runs / run_id
+    record_dir.mkdir(parents=True, exist_ok=False)
+    attempts: list[Attempt] = []
+    winner: Attempt | None = None
+    for i, strategy in enumerate(strategies, 1):
+        a_dir = record_dir / "attempts" / f"{i}-{strategy}"
+        a_dir.mkdir(parents=True)
+        label = f"   {subject.name}: {strategy}"
+        ta = time.perf_counter()
+        merged_dir = None
+        try:
+            if strategy == "merged-fp16":
+                merged_dir = ensure_merged(subject, say)
+                weights.setdefault("merged", {"path": str(merged_dir), "sha256": {f.path: f.sha256 for f in inspect_checkpoint(merged_dir).files if f.path.endswith(".safetensors")}})
+            argv, call = build_attempt(subject, strategy, setup, env, device, a_dir, merged_dir, include_path, limit)
+        except Exception as exc:  # a failure to prepare is a failed attempt, not a crash
+            attempt = Attempt(strategy, "failed", round(time.perf_counter() - ta, 2), error_type=type(exc).__name__, error=redact_text(str(exc)), reason=f"could not prepare: {type(exc).__name__}: {exc}"[:300])
+            attempts.append(attempt)
+            say(f"{label} failed ({attempt.reason})" + (f" -> falling back to {strategies[i]}" if i < len(strategies) else ""))
+            continue
+        if call is not None:
+            (a_dir / "call.json").write_text(json.dumps(call, indent=2, sort_keys=True))
+            shutil.copy(RUNNER_4BIT, a_dir / "runner_4bit.py")
+            argv = [argv[0], str(a_dir / "runner_4bit.py"), str(a_dir / "call.json")]
+        say(f"{label} ...")
+        log = a_dir / "lm_eval.log"
+        code = _run(argv, log, _child_env(secrets), manifest.root, say)
+        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
+        results = sorted(a_dir.rglob("results_*.json"))
+        attempt = Attempt(strategy, "ok" if code == 0 and results else "failed", round(time.perf_counter() - ta, 2), command=argv, call=call, exit_code=code, log=str(log.relative_to(record_dir)), output_dir=str(a_dir.relative_to(record_dir)))
+        if attempt.status == "failed":
+            attempt.error_type, attempt.error, attempt.reason = _classify(code, tail)
+            if code == 0:
+                attempt.reason = "lm-eval exited 0 but wrote no results file"
+            attempt.log_tail = tail
+            say(f"{label} failed ({attempt.reason})" + (f" -> falling back to {strategies[i]}" if i < len(strategies) else ""))
+            attempts.append(attempt)
+            continue
+        say(f"{label} ok in {attempt.seconds:.1f}s")
+        attempts.append(attempt)
+        winner = attempt
+        break
+
+    results_files, samples_files = [], {}
+    if winner:
+        out = record_dir / winner.output_dir
+        results_files = [str(p.relative_to(record_dir)) for p in sorted(out.rglob("results_*.json"))]
+        for p in sorted(out.rglob("samples_*.jsonl")):
+            task = re.sub(r"^samples_(.+)_\d{4}-\d{2}-\d{2}T[\d\-.]+$", r"\1", p.stem)
+            samples_files[task] = str(p.relative_to(record_dir))
+    probe = env.probe
+    provenance = {
+        "record_format": RECORD_FORMAT,
+        "hubkit_version": __version__,
+        "run_id": run_id,
+        "status": "ok" if winner else "failed",
+        "setup": setup_name,
+        "subject": subject.name,
+        "artifact": subject.name if subject.artifact else None,
+        "repo_id": subject.artifact.repo_id if subject.artifact else None,
+        "base_model": (subject.artifact.base_model if subject.artifact else None) or subject.base,
+        "base_model_revision": subject.base_revision,
+        "strategy": winner.strategy if winner else None,
+        "fallback_reason": "; ".join(f"{a.strategy}: {a.reason}" for a in attempts if a.status == "failed") or None,
+        "attempts": [a.__dict__ for a in attempts],
+        "command": shlex.join(winner.command) if winner and winner.call is None else None,
+        "call": winner.call if winner else None,
+        "reproduce": _reproduce(winner, record_dir, manifest.root) if winner else None,
+        "cache_key": cache_key,
+        "setup_config": setup.model_dump(mode="json"),
+        "limit": limit,
+        "tasks": tasks,
+        "device": device,
+        "env": env.to_record(),
+        "weights": weights,
+        "hardware": {k: probe.get(k) for k in ("cpu", "cpu_count", "ram_gb", "cuda_available", "cuda_version", "gpus", "platform", "python")},
+        "started_at": started,
+        "finished_at": _now(),
+        "duration_s": round(time.perf_counter() - t0, 2),
+        "results_files": results_files,
+        "samples_files": samples_files,
+    }
+    if env.lock:
+        (record_dir / "requirements.lock").write_text(env.lock)
+    # Secrets never reach the record: scrub the provenance, and check lm-eval's own files too.
+    secret_values = list(secrets.values())
+    (record_dir / PROVENANCE).write_text(json.dumps(redact(provenance, secret_values), indent=2, sort_keys=True) + "\n")
+    _scrub_tree(record_dir, secret_values)
+    freeze(record_dir)
+    return EvalOutcome(subject.name, load_record(record_dir), False, attempts)
+
+
+def _reproduce(winner: Attempt, record_dir: Path, root: Path) -> str:
+    """A shell line that reruns the attempt by hand (output to a fresh folder)."""
+    argv = list(winner.command or [])
+    if winner.call is not None:
+        return f"cd {shlex.quote(str(root))} && HF_HUB_OFFLINE=1 {shlex.join([*argv, 'reproduced'])}"
+    if "--output_path" in argv:
+        argv[argv.index("--output_path") + 1] = "reproduced"
+    return f"cd {shlex.quote(str(root))} && HF_HUB_OFFLINE=1 {shlex.join(argv)}"
+
+
+def _scrub_tree(root: Path, secrets: list[str]) -> None:
+    for p in root.rglob("*"):
+        if p.is_file() and p.suffix in (".json", ".jsonl", ".log", ".txt", ".lock"):
+            text = p.read_text(encoding="utf-8", errors="replace")
+            clean = redact_text(text, secrets)
+            if clean != text:
+                p.write_text(clean, encoding="utf-8")
