@@ -13,18 +13,23 @@ TOKEN_PATTERNS = [
     re.compile(r"api_org_[A-Za-z0-9]{20,}"),
     re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
 ]
-SECRET_KEYS = re.compile(r"(^|_)(token|secret|password|api_key|apikey|auth)($|_)", re.IGNORECASE)
+# Exact names only: a substring match would also catch `add_bos_token` or `pad_token`.
+SECRET_KEYS = re.compile(
+    r"^(token|hf_token|use_auth_token|auth_token|access_token|api_key|apikey|password|secret|client_secret)$",
+    re.IGNORECASE,
+)
+MIN_SECRET_LEN = 8  # never scrub short literals like "True" because a secret happened to equal them
 TOKEN_ENV_VARS = ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HUGGINGFACE_HUB_TOKEN")
 
 
 def known_tokens() -> list[str]:
     """Token values present in this process's environment (so they can be scrubbed literally)."""
-    return [v for k in TOKEN_ENV_VARS if (v := os.environ.get(k)) and len(v) >= 8]
+    return [v for k in TOKEN_ENV_VARS if (v := os.environ.get(k)) and len(v) >= MIN_SECRET_LEN]
 
 
 def redact_text(text: str, extra: list[str] | None = None) -> str:
     for value in [*known_tokens(), *(extra or [])]:
-        if value:
+        if value and len(value) >= MIN_SECRET_LEN:
             text = text.replace(value, REDACTED)
     for pattern in TOKEN_PATTERNS:
         text = pattern.sub(REDACTED, text)

@@ -317,6 +317,9 @@ def build_world(root: str | Path, *, force: bool = False, progress=None) -> Worl
                 p.unlink()
     paths.root.mkdir(parents=True, exist_ok=True)
 
+    from .._quiet import quiet_ml_libraries
+
+    quiet_ml_libraries()
     import torch
 
     torch.set_num_threads(max(1, min(4, torch.get_num_threads())))

@@ -246,22 +246,28 @@ def _all_tasks_local(setup: EvalSetup, include_path: Path | None) -> bool:
 # -- running one attempt ---------------------------------------------------------------------------
 
 
-def _classify(exit_code: int, tail: str) -> tuple[str | None, str | None, str]:
-    """(exception type, message, human reason) from an attempt's exit code and output tail."""
-    err_type = err_msg = None
-    for line in reversed(tail.splitlines()):
+def _classify(exit_code: int, log_text: str) -> tuple[str | None, str | None, str]:
+    """(exception type, message, human reason) from an attempt's exit code and its whole log.
+
+    Libraries often wrap the root cause (transformers re-raises a bitsandbytes ValueError as a
+    RuntimeError), so the first distinct error in the log is named alongside the last.
+    """
+    errors = []
+    for line in log_text.splitlines():
         m = _ERROR_LINE.match(line.strip())
-        if m:
-            err_type, err_msg = m["type"], m["msg"]
-            break
-    if exit_code in (-9, 137) or _OOM.search(tail):
+        if m and (m["type"], m["msg"]) not in errors:
+            errors.append((m["type"], m["msg"]))
+    err_type, err_msg = errors[-1] if errors else (None, None)
+    root = errors[0] if len(errors) > 1 else None
+    if exit_code in (-9, 137) or _OOM.search(log_text):
         return err_type or "OutOfMemory", err_msg, "out of memory"
-    if err_msg and "CUDA is required" in err_msg:
+    if any("CUDA is required" in msg for _, msg in errors):
         return err_type, err_msg, "bitsandbytes needs CUDA, and none is available"
-    if err_type and "bitsandbytes" in tail and err_type in ("ImportError", "ModuleNotFoundError", "RuntimeError", "AttributeError"):
-        return err_type, err_msg, f"bitsandbytes failed ({err_type})"
     if err_type:
-        return err_type, err_msg, f"{err_type}: {err_msg}"[:300]
+        reason = f"{err_type}: {err_msg}"
+        if root:
+            reason += f" (first error: {root[0]}: {root[1]})"
+        return err_type, err_msg, reason[:400]
     return None, None, f"exit code {exit_code}"
 
 
@@ -311,6 +317,9 @@ def ensure_merged(subject: Subject, say: Callable[[str], None]) -> Path:
     if (out / "hubkit_merge.json").is_file():
         return out
     say(f"   merging {subject.name} into its base (fp16) for the merged-fp16 strategy")
+    from .._quiet import quiet_ml_libraries
+
+    quiet_ml_libraries()
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -488,11 +497,12 @@ def _run_subject(manifest, setup_name, setup, subject, strategies, env, kind, de
         say(f"{label} ...")
         log = a_dir / "lm_eval.log"
         code = _run(argv, log, _child_env(secrets), manifest.root, say)
-        tail = "\n".join(log.read_text(encoding="utf-8", errors="replace").splitlines()[-25:])
+        log_text = log.read_text(encoding="utf-8", errors="replace")
+        tail = "\n".join(log_text.splitlines()[-25:])
         results = sorted(a_dir.rglob("results_*.json"))
         attempt = Attempt(strategy, "ok" if code == 0 and results else "failed", round(time.perf_counter() - ta, 2), command=argv, call=call, exit_code=code, log=str(log.relative_to(record_dir)), output_dir=str(a_dir.relative_to(record_dir)))
         if attempt.status == "failed":
-            attempt.error_type, attempt.error, attempt.reason = _classify(code, tail)
+            attempt.error_type, attempt.error, attempt.reason = _classify(code, log_text)
             if code == 0:
                 attempt.reason = "lm-eval exited 0 but wrote no results file"
             attempt.log_tail = tail

@@ -207,12 +207,17 @@ def pinned_env(pins: dict[str, str], *, needs_4bit: bool, exclude_newer: str | N
         root.parent.mkdir(parents=True, exist_ok=True)
         tmp = root.with_name(f"{key}.partial-{os.getpid()}")
         shutil.rmtree(tmp, ignore_errors=True)
-        # Build under a temporary name, then rename: an interrupted build never looks complete.
-        _uv([uv, "venv", "--quiet", "--python", sys.executable, str(tmp)], "create the environment")
-        _uv([*install[:4], str(tmp / "bin" / "python"), *install[5:]], f"install {' '.join(reqs)}")
-        lock = _uv([uv, "pip", "freeze", "--python", str(tmp / "bin" / "python")], "freeze the environment")
-        (tmp / "requirements.lock").write_text(lock)
-        tmp.rename(root)
+        # Build under a temporary name, then rename: an interrupted build never looks complete,
+        # and a failed one leaves nothing behind.
+        try:
+            _uv([uv, "venv", "--quiet", "--python", sys.executable, str(tmp)], "create the environment")
+            _uv([*install[:4], str(tmp / "bin" / "python"), *install[5:]], f"install {' '.join(reqs)}")
+            lock = _uv([uv, "pip", "freeze", "--python", str(tmp / "bin" / "python")], "freeze the environment")
+            (tmp / "requirements.lock").write_text(lock)
+            tmp.rename(root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         # a venv records its own path in its scripts; uv's are relocatable, so only python matters
         created = True
     probe = run_probe(str(python))
