@@ -152,17 +152,9 @@ def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, r
     if as_json:
         _print_json({"runs": [{"subject": o.subject, "run_id": o.record.run_id, "cached": o.cached, "path": str(o.record.path), "strategy": o.record.provenance["strategy"], "fallback_reason": o.record.provenance["fallback_reason"]} for o in outcomes], "results": table.to_dict(orient="records")})
     else:
-        click.echo(_format_table(table))
+        from .eval.summary import format_summary
 
-
-def _format_table(df) -> str:
-    if df.empty:
-        return "(no results)"
-    shown = df.copy()
-    for col in ("value", "stderr", "claimed", "claimed_stderr"):
-        if col in shown:
-            shown[col] = shown[col].map(lambda v: "" if v is None or v != v else f"{v:.4f}")
-    return shown.to_string(index=False)
+        click.echo(format_summary(table))
 
 
 @cli.group(invoke_without_command=True)
@@ -193,15 +185,17 @@ def runs(ctx, manifest: Path, runs_dir: Path | None) -> None:
 @JSON_OPTION
 @click.pass_context
 def runs_compare(ctx, run_a: str, run_b: str, metric: str, iterations: int, as_json: bool) -> None:
-    """Compare two runs on their shared tasks with paired tests over per-sample results."""
+    """Compare two runs on their shared tasks with paired tests over per-sample results.
+
+    RUN_A and RUN_B are run ids (a unique prefix is enough) or record folders. For each task
+    both ran, documents are matched by hash and the difference B - A gets a paired bootstrap
+    95% CI and an exact McNemar test: stronger evidence than comparing two stderrs.
+    """
     from .eval.compare import compare_runs, format_comparison
-    from .eval.records import load_record
+    from .eval.records import resolve_record
 
-    def resolve(ref: str):
-        p = Path(ref)
-        return load_record(p if (p / "provenance.json").is_file() else ctx.obj["runs_dir"] / ref)
-
-    result = compare_runs(resolve(run_a), resolve(run_b), metric=metric, iterations=iterations)
+    runs_dir = ctx.obj["runs_dir"]
+    result = compare_runs(resolve_record(runs_dir, run_a), resolve_record(runs_dir, run_b), metric=metric, iterations=iterations)
     if as_json:
         _print_json(result)
     else:

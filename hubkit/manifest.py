@@ -139,8 +139,11 @@ class Dataset(_Strict):
 class DataOverride(_Strict):
     """Point an lm-eval task at local files while keeping its prompt, targets and metrics."""
 
-    format: Literal["json", "parquet", "csv"] = Field("json", description="File format of the local data.")
-    files: dict[str, str] = Field(description="Split name -> file path (relative to the manifest).")
+    format: Literal["json", "parquet", "csv"] = Field("json", description="File format of the local data (JSON lines for json).")
+    files: dict[Literal["train", "validation", "test"], str] = Field(
+        min_length=1,
+        description="Split (train, validation, test) -> file path, relative to the manifest. Rows use the task's own schema (e.g. ARC's question/choices/answerKey).",
+    )
 
 
 class EvalSetup(_Strict):
@@ -241,6 +244,9 @@ class Manifest(_Strict):
             for art in setup.artifacts or []:
                 if art not in self.artifacts:
                     problems.append(f"evals.{name}.artifacts: no artifact named {art!r}")
+            for task in setup.data:
+                if task not in setup.tasks:
+                    problems.append(f"evals.{name}.data.{task}: not one of this setup's tasks ({', '.join(setup.tasks)})")
         for i, claim in enumerate(self.claims):
             if claim.setup is not None and claim.setup not in self.evals:
                 problems.append(f"claims.{i}.setup: no eval setup named {claim.setup!r}")
@@ -330,8 +336,14 @@ def _describe_input(value: Any) -> str:
 
 def _format_error(source: str, err: dict) -> str:
     loc = tuple(err["loc"])
+    is_key = bool(loc) and loc[-1] == "[key]"  # pydantic's marker for a bad mapping key
+    if is_key:
+        loc = loc[:-1]
     path = ".".join(str(p) for p in loc) or "(top level)"
     kind = err["type"]
+    if is_key and kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{source}: {path}: unknown key (expected one of {expected})"
     if kind == "extra_forbidden":
         model = _model_at(loc)
         key = str(loc[-1])

@@ -60,12 +60,19 @@ def test_4bit_path_runs_and_records_provenance(demo_runs, demo_world):
     adapter_file = demo_world.paths.adapters["lora-full"] / "adapter_model.safetensors"
     assert p["weights"]["adapter"]["sha256"]["adapter_model.safetensors"] == sha256_file(adapter_file)
     assert p["weights"]["base"]["sha256"]["model.safetensors"] == sha256_file(demo_world.paths.base / "model.safetensors")
-    task = p["tasks"]["hubkit_demo_arc"]
-    assert task["sha256"] == sha256_file(demo_world.paths.tasks / "hubkit_demo_arc.yaml")
-    assert all(v for v in task["data_files"].values())
+    # lm-eval's own arc_challenge, its documents read from the demo's local files
+    override = p["tasks"]["arc_challenge"]["data_override"]
+    assert Path(override["source_config"]).name == "arc_challenge.yaml"
+    assert any(Path(c).name == "arc_easy.yaml" for c in override["source_sha256"])  # its include, hashed too
+    assert override["files"]["test"]["sha256"] == sha256_file(demo_world.paths.data / "test.jsonl")
+    assert p["data_overrides"]["arc_challenge"]["lm_eval_task"] == "arc_challenge_hubkit_local"
+    generated = yaml.safe_load((rec.path / "tasks" / "arc_challenge_hubkit_local.yaml").read_text())
+    assert generated["include"] == override["source_config"] and generated["dataset_path"] == "json"
+    assert [r["task"] for r in normalize_results(rec.results())] == ["arc_challenge", "arc_challenge"]
+    assert all(r["local_data"] for r in normalize_results(rec.results()))
     assert p["hardware"]["cpu_count"] >= 1 and p["device"] == "cpu"
     assert p["started_at"] <= p["finished_at"] and p["duration_s"] > 0
-    assert rec.samples_file("hubkit_demo_arc").is_file()
+    assert rec.samples_file("arc_challenge").is_file()
     # the numbers: adapters learned, base did not
     assert acc(rec) >= 0.9
     assert acc(by_subject["base"].record) < 0.4
@@ -167,6 +174,28 @@ def test_token_never_reaches_run_files(demo_world, tmp_path, monkeypatch):
         text = f.read_bytes().decode("utf-8", errors="replace")
         assert arg_token not in text, f
         assert env_token not in text, f
+
+
+def test_custom_task_from_include_path(demo_world, tmp_path):
+    """A task of the user's own (include_path) runs as is, and its YAML and data are fingerprinted."""
+    path = variant(demo_world, "custom", tasks=["hubkit_demo_arc"], include_path="tasks", data={}, strategies=["fp32-lora"], limit=8)
+    (outcome,) = run_eval(load_manifest(path), artifact="lora-full", include_base=False, runs_dir=tmp_path / "runs")
+    p = outcome.record.provenance
+    task = p["tasks"]["hubkit_demo_arc"]
+    assert task["sha256"] == sha256_file(demo_world.paths.tasks / "hubkit_demo_arc.yaml")
+    assert all(task["data_files"].values()) and p["data_overrides"] is None
+    assert f"--include_path {demo_world.paths.tasks}" in p["command"]
+    assert acc(outcome.record) == 1.0
+
+
+def test_data_override_errors_name_the_field(demo_world, tmp_path):
+    path = variant(demo_world, "nodata", data={"arc_challenge": {"files": {"test": "data/missing.jsonl"}}})
+    with pytest.raises(EvalError, match=r"evals\.\*\.data\.arc_challenge\.files\.test: .*missing\.jsonl does not exist"):
+        run_eval(load_manifest(path), runs_dir=tmp_path / "runs")
+    path = variant(demo_world, "notask", tasks=["no_such_task"], data={"no_such_task": {"files": {"test": "data/test.jsonl"}}})
+    with pytest.raises(EvalError, match="has no task named 'no_such_task'"):
+        run_eval(load_manifest(path), runs_dir=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").iterdir())
 
 
 def test_unknown_setup_and_artifact(demo_world):

@@ -53,7 +53,21 @@ def run_demo(workdir: str | Path, *, rebuild: bool = False, say: Callable[[str],
             say(f"   {line}")
         outputs[f"adapter:{name}"] = str(manifest.resolve(art.path))
 
-    say(f"== done in {time.perf_counter() - t0:.1f}s. Not built yet: eval, merge, card, publish, space.")
+    say("== 4. eval: lm-eval's arc_challenge on local data; 4-bit NF4 base + LoRA, merged fp16 as fallback")
+    from ..eval import run_eval, summarize
+    from ..eval.compare import compare_runs, format_comparison
+    from ..eval.summary import format_summary
+
+    outcomes = run_eval(manifest, setup="demo", say=say)
+    for line in format_summary(summarize(manifest, [o.record for o in outcomes])).splitlines():
+        say(f"   {line}")
+    by_subject = {o.subject: o.record for o in outcomes}
+    say("   paired comparison, lora-half -> lora-full (same documents, per-sample):")
+    for line in format_comparison(compare_runs(by_subject["lora-half"], by_subject["lora-full"], iterations=2000)).splitlines():
+        say(f"   {line}")
+    outputs["runs"] = str(manifest.root / "runs")
+
+    say(f"== done in {time.perf_counter() - t0:.1f}s. Not built yet: merge, card, publish, space.")
     for key, value in outputs.items():
         out(f"{key}\t{value}")
     return outputs

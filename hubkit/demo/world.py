@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..templating import render_template
 
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 TASK_NAME = "hubkit_demo_arc"
 BASE_MODEL_ID = "hubkit-demo/tiny-mistral"
 ADAPTERS = {

@@ -29,7 +29,7 @@ from ..errors import EvalError
 from ..inspection import TOKENIZER_FILES, inspect_adapter, inspect_checkpoint, sha256_file
 from ..manifest import Artifact, EvalSetup, Manifest
 from ..secrets import redact, redact_text, split_secret_args
-from . import envs
+from . import envs, taskdata
 from .records import PROVENANCE, RECORD_FORMAT, RunRecord, find_cached, freeze, load_record
 
 RUNNER_4BIT = Path(__file__).with_name("runner_4bit.py")
@@ -131,10 +131,13 @@ def subjects_for(manifest: Manifest, setup: EvalSetup, only: str | None, include
 # -- task configs and data ---------------------------------------------------------------------
 
 
-def task_fingerprint(manifest: Manifest, setup: EvalSetup, env: envs.EvalEnv) -> dict:
+def task_fingerprint(manifest: Manifest, setup: EvalSetup, env: envs.EvalEnv, overrides: dict[str, dict] | None = None) -> dict:
     """sha256 of each task YAML found in the include path and of the local data files it names;
-    built-in tasks are identified by their name and the lm-eval version that defines them."""
+    built-in tasks are identified by their name and the lm-eval version that defines them, and
+    built-in tasks pointed at local data by their config chain and the files' hashes."""
     found: dict[str, dict] = {}
+    for task, facts in (overrides or {}).items():
+        found[task] = {"data_override": facts, "lm_eval": env.version("lm_eval")}
     include = manifest.resolve(setup.include_path)
     if include and include.is_dir():
         for yml in sorted(include.rglob("*.yaml")):
@@ -142,7 +145,7 @@ def task_fingerprint(manifest: Manifest, setup: EvalSetup, env: envs.EvalEnv) ->
                 cfg = yaml.safe_load(yml.read_text()) or {}
             except yaml.YAMLError:
                 continue
-            if not isinstance(cfg, dict) or cfg.get("task") not in setup.tasks:
+            if not isinstance(cfg, dict) or cfg.get("task") not in setup.tasks or cfg["task"] in found:
                 continue
             data_files = ((cfg.get("dataset_kwargs") or {}).get("data_files")) or {}
             files = data_files.values() if isinstance(data_files, dict) else [data_files]
@@ -171,8 +174,11 @@ def _common_args(setup: EvalSetup, device: str) -> tuple[dict, dict, dict]:
     return clean, bnb, secrets
 
 
-def build_attempt(subject: Subject, strategy: str, setup: EvalSetup, env: envs.EvalEnv, device: str, out_dir: Path, merged_dir: Path | None, include_path: Path | None, limit) -> tuple[list[str], dict | None]:
-    """The exact argv for one attempt (and, for the hand-built 4-bit path, its call spec)."""
+def build_attempt(subject: Subject, strategy: str, setup: EvalSetup, env: envs.EvalEnv, device: str, out_dir: Path, merged_dir: Path | None, include_path: Path | None, limit, tasks: list[str] | None = None) -> tuple[list[str], dict | None]:
+    """The exact argv for one attempt (and, for the hand-built 4-bit path, its call spec).
+
+    `tasks` are the names lm-eval is given (local-data overrides renamed); default the setup's."""
+    tasks = list(tasks or setup.tasks)
     common, bnb, _ = _common_args(setup, device)
     args: dict = {}
     call = None
@@ -195,7 +201,7 @@ def build_attempt(subject: Subject, strategy: str, setup: EvalSetup, env: envs.E
             # The form older cards document: flat kwargs that transformers < 5 still accepts.
             args = {"pretrained": subject.base, **revision, "peft": str(subject.adapter), "tokenizer": subject.tokenizer, **common, "load_in_4bit": True, **quant}
         else:
-            include_defaults = not _all_tasks_local(setup, include_path)
+            include_defaults = not _all_tasks_local(tasks, include_path)
             call = {
                 "pretrained": subject.base,
                 "revision": subject.base_revision,
@@ -207,7 +213,7 @@ def build_attempt(subject: Subject, strategy: str, setup: EvalSetup, env: envs.E
                 **quant,
                 "device": device,
                 "batch_size": setup.batch_size,
-                "tasks": list(setup.tasks),
+                "tasks": tasks,
                 "num_fewshot": setup.num_fewshot,
                 "limit": limit,
                 "include_path": str(include_path) if include_path else None,
@@ -217,7 +223,7 @@ def build_attempt(subject: Subject, strategy: str, setup: EvalSetup, env: envs.E
             return [env.python, str(RUNNER_4BIT), str(out_dir / "call.json")], call
     else:
         raise EvalError(f"unknown strategy {strategy!r}")
-    argv = [env.python, "-m", "lm_eval", "--model", "hf", "--model_args", _args_string(args), "--tasks", ",".join(setup.tasks)]
+    argv = [env.python, "-m", "lm_eval", "--model", "hf", "--model_args", _args_string(args), "--tasks", ",".join(tasks)]
     if setup.num_fewshot is not None:
         argv += ["--num_fewshot", str(setup.num_fewshot)]
     argv += ["--batch_size", str(setup.batch_size), "--device", device]
@@ -229,7 +235,7 @@ def build_attempt(subject: Subject, strategy: str, setup: EvalSetup, env: envs.E
     return argv, call
 
 
-def _all_tasks_local(setup: EvalSetup, include_path: Path | None) -> bool:
+def _all_tasks_local(tasks: list[str], include_path: Path | None) -> bool:
     if not include_path or not include_path.is_dir():
         return False
     names = set()
@@ -240,7 +246,7 @@ def _all_tasks_local(setup: EvalSetup, include_path: Path | None) -> bool:
             continue
         if isinstance(cfg, dict) and "task" in cfg:
             names.add(cfg["task"])
-    return set(setup.tasks) <= names
+    return set(tasks) <= names
 
 
 # -- running one attempt ---------------------------------------------------------------------------
@@ -433,7 +439,10 @@ def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, i
         say(f"   warning: version mismatch: {problem}")
     device = "cuda:0" if env.probe.get("cuda_available") else "cpu"
     include_path = manifest.resolve(setup.include_path)
-    tasks = task_fingerprint(manifest, setup, env)
+    overrides = taskdata.override_facts(manifest, setup, env.probe.get("lm_eval_dir")) if setup.data else {}
+    for task, facts in overrides.items():
+        say(f"   {task}: lm-eval's config with local data ({', '.join(facts['files'])})")
+    tasks = task_fingerprint(manifest, setup, env, overrides)
     subjects = subjects_for(manifest, setup, only, setup.include_base if include_base is None else include_base)
     clean_args, _, secrets = _common_args(setup, device)
     outcomes = []
@@ -461,17 +470,21 @@ def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, i
                 say(f"   {subject.name}: cached run {cached.run_id} ({cached.provenance['strategy']})")
                 outcomes.append(EvalOutcome(subject.name, cached, True))
                 continue
-        outcomes.append(_run_subject(manifest, name, setup, subject, strategies, env, kind, device, include_path, limit, tasks, weights, cache_key, secrets, runs, say))
+        outcomes.append(_run_subject(manifest, name, setup, subject, strategies, env, kind, device, include_path, limit, tasks, overrides, weights, cache_key, secrets, runs, say))
     return outcomes
 
 
-def _run_subject(manifest, setup_name, setup, subject, strategies, env, kind, device, include_path, limit, tasks, weights, cache_key, secrets, runs: Path, say) -> EvalOutcome:
+def _run_subject(manifest, setup_name, setup, subject, strategies, env, kind, device, include_path, limit, tasks, overrides, weights, cache_key, secrets, runs: Path, say) -> EvalOutcome:
     started = _now()
     t0 = time.perf_counter()
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
     run_id = f"{stamp}-{setup_name}-{subject.name}-{cache_key[:8]}"
     record_dir = runs / run_id
     record_dir.mkdir(parents=True, exist_ok=False)
+    lm_tasks = taskdata.to_lm_eval_names(list(setup.tasks), overrides)
+    if overrides:
+        # The generated task configs live in the record, so its reproduce line keeps working.
+        include_path = taskdata.write_include_dir(record_dir / "tasks", overrides, include_path)
     attempts: list[Attempt] = []
     winner: Attempt | None = None
     for i, strategy in enumerate(strategies, 1):
@@ -484,7 +497,7 @@ def _run_subject(manifest, setup_name, setup, subject, strategies, env, kind, de
             if strategy == "merged-fp16":
                 merged_dir = ensure_merged(subject, say)
                 weights.setdefault("merged", {"path": str(merged_dir), "sha256": {f.path: f.sha256 for f in inspect_checkpoint(merged_dir).files if f.path.endswith(".safetensors")}})
-            argv, call = build_attempt(subject, strategy, setup, env, device, a_dir, merged_dir, include_path, limit)
+            argv, call = build_attempt(subject, strategy, setup, env, device, a_dir, merged_dir, include_path, limit, lm_tasks)
         except Exception as exc:  # a failure to prepare is a failed attempt, not a crash
             attempt = Attempt(strategy, "failed", round(time.perf_counter() - ta, 2), error_type=type(exc).__name__, error=redact_text(str(exc)), reason=f"could not prepare: {type(exc).__name__}: {exc}"[:300])
             attempts.append(attempt)
@@ -519,7 +532,7 @@ def _run_subject(manifest, setup_name, setup, subject, strategies, env, kind, de
         out = record_dir / winner.output_dir
         results_files = [str(p.relative_to(record_dir)) for p in sorted(out.rglob("results_*.json"))]
         for p in sorted(out.rglob("samples_*.jsonl")):
-            task = re.sub(r"^samples_(.+)_\d{4}-\d{2}-\d{2}T[\d\-.]+$", r"\1", p.stem)
+            task = taskdata.from_lm_eval_name(re.sub(r"^samples_(.+)_\d{4}-\d{2}-\d{2}T[\d\-.]+$", r"\1", p.stem))
             samples_files[task] = str(p.relative_to(record_dir))
     probe = env.probe
     provenance = {
@@ -543,6 +556,8 @@ def _run_subject(manifest, setup_name, setup, subject, strategies, env, kind, de
         "setup_config": setup.model_dump(mode="json"),
         "limit": limit,
         "tasks": tasks,
+        "lm_eval_tasks": dict(zip(setup.tasks, lm_tasks)),
+        "data_overrides": overrides or None,
         "device": device,
         "env": env.to_record(),
         "weights": weights,

@@ -38,12 +38,26 @@ def _ram_gb():
         return None
 
 
+def _package_dir(name):
+    # find_spec locates a package without importing it (lm_eval's import pulls in torch).
+    try:
+        from importlib.util import find_spec
+
+        spec = find_spec(name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return list(spec.submodule_search_locations)[0]
+
+
 def main():
     info = {
         "python": platform.python_version(),
         "executable": sys.executable,
         "platform": platform.platform(),
         "packages": {p: _version(p) for p in PACKAGES},
+        "lm_eval_dir": _package_dir("lm_eval"),
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "ram_gb": _ram_gb(),

@@ -64,6 +64,23 @@ def list_records(runs_dir: str | Path) -> list[RunRecord]:
     return records
 
 
+def resolve_record(runs_dir: str | Path, ref: str) -> RunRecord:
+    """A record by path, run id, or a unique prefix of a run id under `runs_dir`."""
+    from ..errors import EvalError
+
+    p = Path(ref)
+    if (p / PROVENANCE).is_file():
+        return load_record(p)
+    records = list_records(runs_dir)
+    exact = [r for r in records if r.run_id == ref]
+    matches = exact or [r for r in records if r.run_id.startswith(ref)]
+    if len(matches) == 1:
+        return matches[0]
+    if not matches:
+        raise EvalError(f"no run record {ref!r} in {runs_dir}", hint="`hubkit runs` lists the recorded runs.")
+    raise EvalError(f"{ref!r} matches {len(matches)} runs in {runs_dir}", hint="Give more of the run id: " + ", ".join(r.run_id for r in matches[:5]))
+
+
 def find_cached(runs_dir: str | Path, cache_key: str) -> RunRecord | None:
     for record in reversed(list_records(runs_dir)):
         if record.provenance.get("cache_key") == cache_key and record.provenance.get("status") == "ok":
@@ -102,9 +119,12 @@ def _number(value: Any) -> float | None:
 
 
 def normalize_results(results: dict, **extra: Any) -> list[dict]:
-    """Rows (task, metric, filter, value, stderr, n, num_fewshot, version, higher_is_better)
-    from an lm-eval results JSON of any version 0.4.5 through 0.4.13. `extra` is added to each row.
+    """Rows (task, metric, filter, value, stderr, n, num_fewshot, version, higher_is_better,
+    local_data) from an lm-eval results JSON of any version 0.4.5 through 0.4.13. `extra` is added
+    to each row. Tasks hubkit pointed at local data are reported under their original name.
     """
+    from .taskdata import from_lm_eval_name
+
     rows = []
     n_shot = results.get("n-shot", {}) or {}
     n_samples = results.get("n-samples", {}) or {}
@@ -121,7 +141,7 @@ def normalize_results(results: dict, **extra: Any) -> list[dict]:
             n = n_samples.get(task, {})
             rows.append(
                 {
-                    "task": task,
+                    "task": from_lm_eval_name(task),
                     "metric": metric,
                     "filter": filt,
                     "value": _number(value),
@@ -130,6 +150,7 @@ def normalize_results(results: dict, **extra: Any) -> list[dict]:
                     "num_fewshot": _number(n_shot.get(task)),
                     "version": versions.get(task),
                     "higher_is_better": (higher.get(task) or {}).get(metric),
+                    "local_data": from_lm_eval_name(task) != task,
                     **extra,
                 }
             )
@@ -152,7 +173,7 @@ def results_table(records: list[RunRecord]):
             setup=p.get("setup"),
             strategy=p.get("strategy"),
         )
-    columns = ["run_id", "setup", "subject", "strategy", "task", "metric", "filter", "value", "stderr", "n", "num_fewshot", "version", "higher_is_better"]
+    columns = ["run_id", "setup", "subject", "strategy", "task", "metric", "filter", "value", "stderr", "n", "num_fewshot", "version", "higher_is_better", "local_data"]
     return pd.DataFrame(rows, columns=columns)
 
 

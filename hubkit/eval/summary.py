@@ -37,5 +37,18 @@ def summarize(manifest: Manifest, records: list[RunRecord], metrics: list[str] |
         claimed.append(float(c.value) if c else None)
         claimed_se.append(c.stderr if c else None)
         verdicts.append(verdict(row.value, row.stderr, float(c.value), c.stderr) if c else "")
-    df = df.assign(claimed=claimed, claimed_stderr=claimed_se, verdict=verdicts)
-    return df[["subject", "task", "metric", "value", "stderr", "claimed", "claimed_stderr", "verdict", "strategy", "run_id"]].reset_index(drop=True)
+    df = df.assign(claimed=claimed, claimed_stderr=claimed_se, verdict=verdicts, data=["local" if x else "hub" for x in df["local_data"]])
+    return df[["subject", "task", "data", "metric", "value", "stderr", "claimed", "claimed_stderr", "verdict", "strategy", "run_id"]].reset_index(drop=True)
+
+
+def format_summary(df) -> str:
+    """The summary as aligned text (numbers to 4 places, blanks for missing)."""
+    if df.empty:
+        return "(no results)"
+    shown = df.copy()
+    for col in ("value", "stderr", "claimed", "claimed_stderr"):
+        if col in shown:
+            shown[col] = shown[col].map(lambda v: "" if v is None or v != v else f"{v:.4f}")
+    if "claimed" in shown and not shown["claimed"].astype(bool).any():
+        shown = shown.drop(columns=["claimed", "claimed_stderr", "verdict"])
+    return shown.to_string(index=False)

@@ -1,0 +1,66 @@
+"""`hubkit demo`, `hubkit eval --json` and `hubkit runs` as a newcomer runs them: real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HUBKIT = [sys.executable, "-m", "hubkit"]
+
+
+def hubkit(*args, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([*HUBKIT, *args], cwd=cwd, capture_output=True, text=True, env=dict(os.environ))
+
+
+@pytest.fixture(scope="module")
+def demo_run(demo_world):
+    """`hubkit demo` over the session's demo world (reused, not rebuilt)."""
+    workdir = demo_world.paths.root.parent
+    proc = hubkit("demo", "--workdir", str(workdir), cwd=workdir)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return demo_world, proc
+
+
+def test_demo_runs_eval_and_compares(demo_run):
+    world, proc = demo_run
+    outputs = dict(line.split("\t", 1) for line in proc.stdout.splitlines() if "\t" in line)
+    assert Path(outputs["runs"]) == world.paths.root / "runs"
+    assert "demo world already built at" in proc.stderr
+    # the summary table and the paired comparison reach the user
+    assert "lora-full arc_challenge local      acc 1.0000" in proc.stderr
+    assert "arc_challenge: B - A = +" in proc.stderr and "McNemar p = " in proc.stderr
+
+
+def test_eval_json_reuses_the_demo_runs(demo_run):
+    world, _ = demo_run
+    proc = hubkit("eval", "--json", cwd=world.paths.root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    data = json.loads(proc.stdout)
+    assert {r["subject"]: r["cached"] for r in data["runs"]} == {"base": True, "lora-full": True, "lora-half": True}
+    full = [r for r in data["results"] if r["subject"] == "lora-full" and r["metric"] == "acc"]
+    assert full[0]["value"] == 1.0 and full[0]["strategy"] == "4bit-lora" and full[0]["data"] == "local"
+
+
+def test_runs_lists_and_compares(demo_run):
+    world, _ = demo_run
+    proc = hubkit("runs", cwd=world.paths.root)
+    assert proc.returncode == 0
+    rows = [line.split("\t") for line in proc.stdout.splitlines()]
+    assert sorted(r[2] for r in rows) == ["base", "lora-full", "lora-half"]
+    ids = {r[2]: r[0] for r in rows}
+    proc = hubkit("runs", "compare", ids["base"], ids["lora-half"], "--json", "--iterations", "500", cwd=world.paths.root)
+    assert proc.returncode == 0, proc.stderr
+    (task,) = json.loads(proc.stdout)["tasks"]
+    assert task["task"] == "arc_challenge" and task["n"] == 80 and task["diff"] > 0
+
+
+def test_runs_compare_unknown_run_is_a_clear_error(demo_run):
+    world, _ = demo_run
+    proc = hubkit("runs", "compare", "nope-a", "nope-b", cwd=world.paths.root)
+    assert proc.returncode != 0
+    assert proc.stderr.startswith("error: ") and "nope-a" in proc.stderr and "Traceback" not in proc.stderr
