@@ -148,13 +148,15 @@ def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, r
         m, setup=setup, artifact=artifact, limit=limit, env=env_kind, rerun=rerun,
         include_base=False if no_base else None, runs_dir=runs_dir, say=_err,
     )
-    table = summarize(m, [o.record for o in outcomes])
+    records = [o.record for o in outcomes]
     if as_json:
-        _print_json({"runs": [{"subject": o.subject, "run_id": o.record.run_id, "cached": o.cached, "path": str(o.record.path), "strategy": o.record.provenance["strategy"], "fallback_reason": o.record.provenance["fallback_reason"]} for o in outcomes], "results": table.to_dict(orient="records")})
+        from .eval.summary import summary_rows
+
+        _print_json({"runs": [{"subject": o.subject, "run_id": o.record.run_id, "cached": o.cached, "path": str(o.record.path), "strategy": o.record.provenance["strategy"], "fallback_reason": o.record.provenance["fallback_reason"]} for o in outcomes], "results": summary_rows(m, records)})
     else:
         from .eval.summary import format_summary
 
-        click.echo(format_summary(table))
+        click.echo(format_summary(summarize(m, records)))
 
 
 @cli.group(invoke_without_command=True)
@@ -203,9 +205,39 @@ def runs_compare(ctx, run_a: str, run_b: str, metric: str, iterations: int, as_j
 
 
 @cli.command()
-def merge() -> None:
-    """Fold a LoRA adapter into its base and write an fp16/bf16 checkpoint, shard by shard."""
-    _not_built("merge", "merge")
+@click.argument("adapter")
+@click.option("--out", "-o", required=True, type=click.Path(path_type=Path), help="Folder to write the merged checkpoint to.")
+@click.option("--base", help="Base model folder or Hub id (default: the adapter's base_model_name_or_path).")
+@click.option("--revision", help="Revision of a Hub base model.")
+@click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16", show_default=True, help="Dtype of the merged weights (the math is always float32).")
+@click.option("--shard-size", default="5GB", show_default=True, help="Largest output shard, e.g. 5GB or 500MB.")
+@click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@JSON_OPTION
+def merge(adapter: str, out: Path, base, revision, dtype, shard_size, force, as_json) -> None:
+    """Fold a LoRA adapter into its base and write a self-contained checkpoint, shard by shard.
+
+    ADAPTER is a peft LoRA folder (or Hub id). The base is read one tensor at a time and every
+    adapted weight becomes W + scale * (B @ A), so memory stays at a few tensors whatever the
+    model size. The output (weights, config, generation config, tokenizer, and hubkit_merge.json
+    recording what it was made from) appears at --out only when complete.
+
+    \b
+    Example:
+      hubkit merge adapters/lora-full --base ./base --out merged/lora-full --dtype bfloat16
+    """
+    from .merge import plan_merge, run_merge
+
+    plan = plan_merge(adapter, base, revision=revision, dtype=dtype, shard_size=shard_size)
+    _err(f"merging {len(plan.pairs)} LoRA modules into {plan.base_dir} ({plan.bytes_in / 1e9:.2f} GB in, {plan.bytes_out / 1e9:.2f} GB out as {dtype}, {len(plan.shard_names)} shard(s))")
+    from tqdm.auto import tqdm
+
+    with tqdm(total=plan.bytes_in, unit="B", unit_scale=True, desc="merge", disable=as_json or None, file=sys.stderr) as bar:
+        result = run_merge(plan, out, force=force, progress=bar.update)
+    if as_json:
+        _print_json({"out": str(result.out), "seconds": round(result.seconds, 2), "files": result.files, "lineage": result.lineage})
+    else:
+        _err(f"merged in {result.seconds:.1f}s")
+        click.echo(str(result.out))
 
 
 @cli.command()

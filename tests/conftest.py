@@ -13,6 +13,14 @@ os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ["TRANSFORMERS_NO_ADVISORY_WARNINGS"] = "1"
 for _var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT"):
     os.environ.pop(_var, None)
+# Session-wide state for fixtures wider than one test (each test also gets its own, below):
+# nothing a test does may touch the user's ~/.cache/hubkit or ~/.cache/huggingface.
+import tempfile as _tempfile
+
+_SESSION_STATE = _tempfile.mkdtemp(prefix="hubkit-tests-")
+os.environ["HUBKIT_HOME"] = os.path.join(_SESSION_STATE, "hubkit")
+os.environ["HF_HOME"] = os.path.join(_SESSION_STATE, "hf")
+os.environ["HF_DATASETS_CACHE"] = os.path.join(_SESSION_STATE, "datasets")
 
 from pathlib import Path
 

@@ -149,7 +149,9 @@ def test_real_4bit_failure_falls_back_to_merged(demo_world, tmp_path):
     assert second["status"] == "ok"
     assert "merged" in p["weights"]
     merge_record = json.loads((Path(p["weights"]["merged"]["path"]) / "hubkit_merge.json").read_text())
-    assert merge_record["adapter_weights_sha256"] == p["weights"]["adapter"]["sha256"]
+    # made by hubkit's streaming merge, from exactly the adapter that was evaluated
+    assert merge_record["adapter"]["sha256"]["adapter_model.safetensors"] == p["weights"]["adapter"]["sha256"]["adapter_model.safetensors"]
+    assert merge_record["dtype"] == "float16" and merge_record["method"].startswith("hubkit streaming")
     assert acc(outcome.record) == 1.0
 
 

@@ -67,7 +67,18 @@ def run_demo(workdir: str | Path, *, rebuild: bool = False, say: Callable[[str],
         say(f"   {line}")
     outputs["runs"] = str(manifest.root / "runs")
 
-    say(f"== done in {time.perf_counter() - t0:.1f}s. Not built yet: merge, card, publish, space.")
+    say("== 5. merge: lora-full folded into the base, streamed tensor by tensor, written as fp16")
+    from ..merge import merge, read_lineage
+
+    merged_dir = world.paths.root / "merged" / "lora-full"
+    if read_lineage(merged_dir) is None or rebuild:
+        result = merge(world.paths.adapters["lora-full"], merged_dir, base=world.paths.base, dtype="float16", force=True)
+        say(f"   {result.lineage['merged_modules']} LoRA modules merged in {result.seconds:.2f}s -> {merged_dir}")
+    lineage = read_lineage(merged_dir)
+    say(f"   lineage ({merged_dir.name}/hubkit_merge.json): base sha256 {next(iter(lineage['base']['sha256'].values()))[:12]}..., adapter sha256 {lineage['adapter']['sha256']['adapter_model.safetensors'][:12]}..., r={lineage['adapter']['r']}, dtype {lineage['dtype']}")
+    outputs["merged:lora-full"] = str(merged_dir)
+
+    say(f"== done in {time.perf_counter() - t0:.1f}s. Not built yet: card, publish, space.")
     for key, value in outputs.items():
         out(f"{key}\t{value}")
     return outputs

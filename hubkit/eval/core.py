@@ -308,41 +308,23 @@ def _child_env(secrets: dict[str, str]) -> dict:
 
 
 def ensure_merged(subject: Subject, say: Callable[[str], None]) -> Path:
-    """The merged fp16 checkpoint for `subject`: the given sibling, or one made (and cached).
-
-    Until the streaming merge lands this uses peft's merge_and_unload, in this interpreter.
-    """
+    """The merged fp16 checkpoint for `subject`: the given sibling, or one made by hubkit's
+    streaming merge (cached in $HUBKIT_HOME/merged, keyed by the adapter's and base's identity)."""
     if subject.merged is not None:
         if not (subject.merged / "config.json").is_file():
             raise EvalError(f"{subject.merged}: merged artifact has no config.json", hint="Run `hubkit merge` or fix artifacts.*.path.")
         return subject.merged
     assert subject.adapter is not None
+    from ..merge import merge, read_lineage
+
     facts = inspect_adapter(subject.adapter)
     key = _digest({"adapter": [(f.path, f.sha256) for f in facts.files if f.path.endswith(".safetensors")], "base": subject.base, "rev": subject.base_revision})[:16]
     out = envs.hubkit_home() / "merged" / f"{key}-float16"
-    if (out / "hubkit_merge.json").is_file():
+    if read_lineage(out) is not None:
         return out
-    say(f"   merging {subject.name} into its base (fp16) for the merged-fp16 strategy")
-    from .._quiet import quiet_ml_libraries
-
-    quiet_ml_libraries()
-    import torch
-    from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    tmp = out.with_name(out.name + f".partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    base = AutoModelForCausalLM.from_pretrained(subject.base, revision=subject.base_revision, dtype=torch.float32, trust_remote_code=False)
-    merged = PeftModel.from_pretrained(base, str(subject.adapter)).merge_and_unload()
-    merged.to(torch.float16).save_pretrained(tmp, safe_serialization=True)
-    AutoTokenizer.from_pretrained(subject.tokenizer or subject.base).save_pretrained(tmp)
-    _portable_tokenizer(tmp)
-    (tmp / "hubkit_merge.json").write_text(
-        json.dumps({"base": subject.base, "base_revision": subject.base_revision, "adapter": str(subject.adapter), "adapter_weights_sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}, "dtype": "float16", "method": "peft merge_and_unload", "hubkit_version": __version__}, indent=2, sort_keys=True)
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
+    say(f"   merging {subject.name} into its base (fp16, streaming) for the merged-fp16 strategy")
+    merge(subject.adapter, out, base=subject.base, revision=subject.base_revision, dtype="float16", force=True)
+    _portable_tokenizer(out)
     return out
 
 

@@ -167,7 +167,9 @@ def mismatches(requested: dict[str, str], installed: dict[str, str | None]) -> l
 
 def current_env(pins: dict[str, str]) -> EvalEnv:
     """This interpreter, described like a pinned env (requested pins still compared)."""
-    probe = run_probe(sys.executable)
+    from . import probe as probe_module
+
+    probe = probe_module.collect()  # same interpreter: no need for a subprocess
     installed = probe["packages"]
     return EvalEnv(
         kind="current",

@@ -1,12 +1,17 @@
 """Run inside an eval environment (hubkit is not installed there): report versions and hardware.
 
-Prints one JSON object. Standard library plus whatever of torch is importable; never fails on a
-missing package, since "not installed" is itself a fact to record.
+Prints one JSON object, using the standard library only: importing torch to ask about CUDA costs
+seconds, so the CUDA build is read from torch's version file and the GPUs from nvidia-smi. Never
+fails on a missing package, since "not installed" is itself a fact to record. (Whether CUDA
+really works, driver included, shows in the eval attempt itself, which records its error.)
 """
 
 import json
 import os
 import platform
+import re
+import shutil
+import subprocess
 import sys
 from importlib import metadata
 
@@ -51,7 +56,25 @@ def _package_dir(name):
     return list(spec.submodule_search_locations)[0]
 
 
-def main():
+def _nvidia_gpus():
+    smi = shutil.which("nvidia-smi")
+    if not smi:
+        return []
+    try:
+        out = subprocess.run([smi, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        name, _, mem = line.rpartition(",")
+        try:
+            gpus.append({"name": name.strip(), "memory_gb": round(float(mem) / 1024, 1)})
+        except ValueError:
+            continue
+    return gpus
+
+
+def collect():
     info = {
         "python": platform.python_version(),
         "executable": sys.executable,
@@ -65,19 +88,21 @@ def main():
         "cuda_version": None,
         "gpus": [],
     }
-    try:
-        import torch
+    torch_dir = _package_dir("torch")
+    if torch_dir:
+        try:
+            with open(os.path.join(torch_dir, "version.py"), encoding="utf-8") as fh:
+                m = re.search(r"^cuda\s*(?::\s*[^=]+)?=\s*['\"]([^'\"]+)['\"]", fh.read(), re.MULTILINE)
+            info["cuda_version"] = m.group(1) if m else None
+        except OSError:
+            pass
+    info["gpus"] = _nvidia_gpus()
+    info["cuda_available"] = bool(info["cuda_version"] and info["gpus"])
+    return info
 
-        info["cuda_available"] = bool(torch.cuda.is_available())
-        info["cuda_version"] = torch.version.cuda
-        if info["cuda_available"]:
-            info["gpus"] = [
-                {"name": torch.cuda.get_device_name(i), "memory_gb": round(torch.cuda.get_device_properties(i).total_memory / 1e9, 1)}
-                for i in range(torch.cuda.device_count())
-            ]
-    except Exception as exc:  # a broken torch is a fact too
-        info["torch_error"] = f"{type(exc).__name__}: {exc}"
-    json.dump(info, sys.stdout)
+
+def main():
+    json.dump(collect(), sys.stdout)
 
 
 if __name__ == "__main__":

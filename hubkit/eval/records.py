@@ -157,24 +157,25 @@ def normalize_results(results: dict, **extra: Any) -> list[dict]:
     return rows
 
 
-def results_table(records: list[RunRecord]):
-    """One pandas DataFrame over many records: a row per (run, task, metric)."""
-    import pandas as pd
+RESULT_COLUMNS = ["run_id", "setup", "subject", "strategy", "task", "metric", "filter", "value", "stderr", "n", "num_fewshot", "version", "higher_is_better", "local_data"]
 
+
+def results_rows(records: list[RunRecord]) -> list[dict]:
+    """A row per (run, task, metric) over many records (plain dicts: no pandas needed)."""
     rows = []
     for rec in records:
         p = rec.provenance
         if p.get("status") != "ok":
             continue
-        rows += normalize_results(
-            rec.results(),
-            run_id=rec.run_id,
-            subject=p.get("subject"),
-            setup=p.get("setup"),
-            strategy=p.get("strategy"),
-        )
-    columns = ["run_id", "setup", "subject", "strategy", "task", "metric", "filter", "value", "stderr", "n", "num_fewshot", "version", "higher_is_better", "local_data"]
-    return pd.DataFrame(rows, columns=columns)
+        rows += normalize_results(rec.results(), run_id=rec.run_id, subject=p.get("subject"), setup=p.get("setup"), strategy=p.get("strategy"))
+    return [{c: r.get(c) for c in RESULT_COLUMNS} for r in rows]
+
+
+def results_table(records: list[RunRecord]):
+    """results_rows as a pandas DataFrame."""
+    import pandas as pd
+
+    return pd.DataFrame(results_rows(records), columns=RESULT_COLUMNS)
 
 
 def read_samples(path: Path) -> list[dict]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from ..manifest import Manifest
-from .records import RunRecord, results_table
+from .records import RunRecord, results_rows
 
 # A reproduced number "agrees" with a claim when they are within K combined standard errors.
 AGREE_K = 2.0
@@ -22,23 +22,35 @@ def verdict(value: float | None, stderr: float | None, claimed: float | None, cl
     return f"agrees ({z:.1f}σ)" if z <= AGREE_K else f"differs ({z:.1f}σ)"
 
 
-def summarize(manifest: Manifest, records: list[RunRecord], metrics: list[str] | None = None):
-    """A DataFrame: subject, task, metric, value, stderr, strategy, run, and claimed/verdict columns
+SUMMARY_COLUMNS = ["subject", "task", "data", "metric", "value", "stderr", "claimed", "claimed_stderr", "verdict", "strategy", "run_id"]
+
+
+def summary_rows(manifest: Manifest, records: list[RunRecord], metrics: list[str] | None = None) -> list[dict]:
+    """subject, task, data (hub|local), metric, value, stderr, strategy, run, and claimed/verdict
     where the manifest declares a claim for that subject, task and metric."""
-    df = results_table(records)
-    if df.empty:
-        return df
-    if metrics:
-        df = df[df["metric"].isin(metrics)]
     claims = {(c.subject, c.task, c.metric): c for c in manifest.claims if not isinstance(c.value, (bool, str))}
-    claimed, claimed_se, verdicts = [], [], []
-    for row in df.itertuples():
-        c = claims.get((row.subject, row.task, row.metric))
-        claimed.append(float(c.value) if c else None)
-        claimed_se.append(c.stderr if c else None)
-        verdicts.append(verdict(row.value, row.stderr, float(c.value), c.stderr) if c else "")
-    df = df.assign(claimed=claimed, claimed_stderr=claimed_se, verdict=verdicts, data=["local" if x else "hub" for x in df["local_data"]])
-    return df[["subject", "task", "data", "metric", "value", "stderr", "claimed", "claimed_stderr", "verdict", "strategy", "run_id"]].reset_index(drop=True)
+    rows = []
+    for r in results_rows(records):
+        if metrics and r["metric"] not in metrics:
+            continue
+        c = claims.get((r["subject"], r["task"], r["metric"]))
+        rows.append(
+            {
+                **{k: r[k] for k in ("subject", "task", "metric", "value", "stderr", "strategy", "run_id")},
+                "data": "local" if r["local_data"] else "hub",
+                "claimed": float(c.value) if c else None,
+                "claimed_stderr": c.stderr if c else None,
+                "verdict": verdict(r["value"], r["stderr"], float(c.value), c.stderr) if c else "",
+            }
+        )
+    return [{k: row[k] for k in SUMMARY_COLUMNS} for row in rows]
+
+
+def summarize(manifest: Manifest, records: list[RunRecord], metrics: list[str] | None = None):
+    """summary_rows as a pandas DataFrame (what the CLI prints)."""
+    import pandas as pd
+
+    return pd.DataFrame(summary_rows(manifest, records, metrics), columns=SUMMARY_COLUMNS)
 
 
 def format_summary(df) -> str:

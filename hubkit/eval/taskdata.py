@@ -13,6 +13,9 @@ original task name and marked as local data in the record and on the card.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -39,17 +42,52 @@ def find_task_yaml(lm_eval_dir: str | Path | None, task: str) -> Path:
             f"cannot override the data of {task!r}: lm-eval is not installed in the eval environment",
             hint="Pin lm-eval in the setup (pins: {lm-eval: '==0.4.13'}) or install it.",
         )
-    pattern = re.compile(rf"^task:\s*['\"]?{re.escape(task)}['\"]?\s*$", re.MULTILINE)
-    for path in sorted((Path(lm_eval_dir) / "tasks").rglob("*.yaml")):
-        try:
-            if pattern.search(path.read_text(encoding="utf-8", errors="replace")):
-                return path
-        except OSError:
-            continue
+    for fresh in (False, True):  # a stale cached index is rebuilt once
+        index = _task_index(Path(lm_eval_dir).resolve(), rebuild=fresh)
+        if task in index and Path(index[task]).is_file():
+            return Path(index[task])
     raise EvalError(
         f"evals.*.data.{task}: lm-eval at {lm_eval_dir} has no task named {task!r}",
         hint="Data overrides apply to single lm-eval tasks (not groups); check the name with `lm-eval ls tasks`.",
     )
+
+
+_TASK_LINE = re.compile(r"^task:\s*['\"]?([\w.\-]+)['\"]?\s*$", re.MULTILINE)
+
+
+def _task_index(lm_eval_dir: Path, rebuild: bool = False) -> dict[str, str]:
+    """task name -> YAML path for an lm-eval install, cached under $HUBKIT_HOME (an install does
+    not change; a full scan reads ~10k files)."""
+    from .envs import hubkit_home
+
+    tasks_dir = lm_eval_dir / "tasks"
+    try:
+        stamp = tasks_dir.stat().st_mtime_ns
+    except OSError:
+        return {}
+    key = hashlib.sha256(f"{tasks_dir.resolve()}|{stamp}".encode()).hexdigest()[:16]
+    cache = hubkit_home() / "lm-eval-tasks" / f"{key}.json"
+    if not rebuild:
+        try:
+            return json.loads(cache.read_text())
+        except (OSError, json.JSONDecodeError):
+            pass
+    index: dict[str, str] = {}
+    for path in sorted(tasks_dir.rglob("*.yaml")):
+        try:
+            text = path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        for name in _TASK_LINE.findall(text):
+            index.setdefault(name, str(path))
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(index))
+        tmp.replace(cache)
+    except OSError:
+        pass
+    return index
 
 
 def _config_chain(path: Path) -> list[Path]:
