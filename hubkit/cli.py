@@ -242,9 +242,46 @@ def merge(adapter: str, out: Path, base, revision, dtype, shard_size, force, as_
 
 @cli.command()
 @MANIFEST_OPTION
-def card(manifest: Path) -> None:
-    """Render model cards (README.md) for the manifest's artifacts."""
-    _not_built("card", "card")
+@click.option("--artifact", help="Render only this artifact's card (default: every artifact; a report card when there are none).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where cards go: OUT/<artifact>/README.md (default: cards/ beside the manifest).")
+@click.option("--template-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Your templates, searched before hubkit's (override one partial, e.g. card/_usage_adapter.md.j2).")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records to take reproduced numbers from (default: runs/ beside the manifest).")
+@click.option("--check", is_flag=True, help="Write nothing; lint the cards and report any that are stale on disk.")
+@JSON_OPTION
+def card(manifest: Path, artifact, out, template_dir, runs_dir, check, as_json) -> None:
+    """Render model cards (README.md) from the manifest and the run records.
+
+    Every number on a card comes from a recorded run or a declared claim. The front matter is
+    Hub metadata (license, base_model and its relation, datasets, model-index with reproduced
+    results only); the body has the results with ± stderr, Δ vs the baseline and claimed vs
+    reproduced, adapter specs read from the files, lineage (table and mermaid graph), training
+    data, usage, the exact reproduce command, limitations and citations.
+
+    --check parses the front matter back with huggingface_hub and lints: missing or unknown
+    license, local paths in base_model/datasets, numbers no run or claim backs, stale cards.
+    """
+    from .card import card_dir, check_card, render_cards, write_cards
+    from .errors import CardError
+    from .manifest import load_manifest
+
+    m = load_manifest(manifest)
+    out = out or (m.root / "cards")
+    cards = render_cards(m, artifact, runs_dir=runs_dir, template_dir=template_dir)
+    if check:
+        problems = [p for c in cards for p in check_card(m, c, card_dir(out, c) / "README.md")]
+        if as_json:
+            _print_json({"ok": not problems, "problems": problems, "cards": [c.name for c in cards]})
+        if problems:
+            raise CardError(f"{len(problems)} problem(s) in {len(cards)} card(s):\n  " + "\n  ".join(problems), hint="Fix the manifest (or templates), then run `hubkit card`.")
+        if not as_json:
+            _err(f"{len(cards)} card(s) ok and up to date in {out}")
+        return
+    paths = write_cards(cards, out)
+    if as_json:
+        _print_json({"cards": [{"name": c.name, "kind": c.kind, "path": str(p), "chart": c.chart is not None} for c, p in zip(cards, paths)]})
+    else:
+        for p in paths:
+            click.echo(str(p))
 
 
 @cli.command()

@@ -100,6 +100,10 @@ class Artifact(_Strict):
     training_metrics: dict[str, Scalar] = Field(
         default_factory=dict, description="Reported training numbers (steps, final loss, peak VRAM)."
     )
+    facts: str | None = Field(
+        None,
+        description="JSON from `hubkit inspect --json` (plus optional base_params), read when the files are not at `path`, e.g. for a card without the weights at hand.",
+    )
 
     @field_validator("repo_id")
     @classmethod
@@ -143,6 +147,9 @@ class DataOverride(_Strict):
     files: dict[Literal["train", "validation", "test"], str] = Field(
         min_length=1,
         description="Split (train, validation, test) -> file path, relative to the manifest. Rows use the task's own schema (e.g. ARC's question/choices/answerKey).",
+    )
+    hub_id: str | None = Field(
+        None, description="The Hub dataset these files are a copy of, if they are (named in the card's model-index); leave unset for other data."
     )
 
 

@@ -78,7 +78,17 @@ def run_demo(workdir: str | Path, *, rebuild: bool = False, say: Callable[[str],
     say(f"   lineage ({merged_dir.name}/hubkit_merge.json): base sha256 {next(iter(lineage['base']['sha256'].values()))[:12]}..., adapter sha256 {lineage['adapter']['sha256']['adapter_model.safetensors'][:12]}..., r={lineage['adapter']['r']}, dtype {lineage['dtype']}")
     outputs["merged:lora-full"] = str(merged_dir)
 
-    say(f"== done in {time.perf_counter() - t0:.1f}s. Not built yet: card, publish, space.")
+    say("== 6. card: a README per adapter from the manifest and the run records")
+    from ..card import check_card, render_cards, write_cards
+
+    cards = render_cards(manifest)
+    paths = write_cards(cards, world.paths.root / "cards")
+    for card, path in zip(cards, paths):
+        problems = check_card(manifest, card, path)
+        say(f"   {path}" + (f" ({len(problems)} problem(s): {'; '.join(problems)})" if problems else " (front matter parses back; every number backed by a run)"))
+        outputs[f"card:{card.name}"] = str(path)
+
+    say(f"== done in {time.perf_counter() - t0:.1f}s. Not built yet: publish, space.")
     for key, value in outputs.items():
         out(f"{key}\t{value}")
     return outputs
