@@ -375,7 +375,7 @@ def artifact_facts(manifest: Manifest, art: Artifact) -> dict | None:
     facts = None
     if path is not None and path.is_dir():
         try:
-            facts = inspect_path(path).to_dict()
+            facts = inspect_path(path, hash_files=False).to_dict()  # a card shows no hashes: do not re-read weights
         except InspectError:
             facts = None
     if facts is None and art.facts:

@@ -284,11 +284,60 @@ def card(manifest: Path, artifact, out, template_dir, runs_dir, check, as_json) 
             click.echo(str(p))
 
 
+@cli.group()
+def hub() -> None:
+    """A local Hub-compatible server (loopback) for offline publishing, tests and demos."""
+
+
+@hub.command("serve")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("hubkit-hub"), show_default=True, help="Where repos are stored.")
+@click.option("--port", default=8765, show_default=True, help="Port on 127.0.0.1.")
+@click.option("--token", envvar="HUBKIT_HUB_TOKEN", help="Require this bearer token on every API call (default: none).")
+def hub_serve(root: Path, port: int, token: str | None) -> None:
+    """Serve a local Hub on 127.0.0.1. Point clients at it with HF_ENDPOINT=http://127.0.0.1:PORT
+    and HF_HUB_DISABLE_XET=1, or use `hubkit publish --endpoint http://127.0.0.1:PORT`."""
+    from .hub.server import serve
+
+    _err(f"local hub on http://127.0.0.1:{port} (data in {root}); Ctrl-C stops it")
+    serve(root, port=port, token=token)
+
+
 @cli.command()
 @MANIFEST_OPTION
-def publish(manifest: Path) -> None:
-    """Push adapters, merged siblings, cards and run records to the Hub (with a dry-run plan)."""
-    _not_built("publish", "publish")
+@click.option("--artifact", help="Publish only this artifact (default: every artifact with a repo_id).")
+@click.option("--dry-run", is_flag=True, help="Print the plan (added / changed / unchanged / deleted, bytes to send) and stop.")
+@click.option("--endpoint", envvar="HF_ENDPOINT", help="Hub URL (default: HF_ENDPOINT or huggingface.co); e.g. a local hub from `hubkit hub serve`.")
+@click.option("--private", is_flag=True, help="Create missing repos as private.")
+@click.option("--revision", default="main", show_default=True, help="Branch to commit to.")
+@click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing to the branch.")
+@click.option("--message", help="Commit message (default names the artifact and its run ids).")
+@click.option("--allow-pickle", is_flag=True, help="Allow .bin/.pt/.pkl weights (refused by default: unpickling runs code).")
+@click.option("--force", is_flag=True, help="Overwrite a README that was edited on the Hub since hubkit last published it.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records folder (default: runs/ beside the manifest).")
+@JSON_OPTION
+def publish(manifest: Path, artifact, dry_run, endpoint, private, revision, create_pr, message, allow_pickle, force, runs_dir, as_json) -> None:
+    """Push adapters, merged siblings, cards and run records to the Hub: a plan, then one commit per repo.
+
+    Each repo gets the files a loader needs (adapter or checkpoint, tokenizer), the README that
+    `hubkit card` renders, and the run records behind its numbers under eval/. Files are compared
+    with the remote first; unchanged files are not sent, and nothing changed means no commit.
+    Secrets and pickles are refused, remote files hubkit did not put there are never deleted, and
+    a README edited on the Hub is not overwritten without --force. The token comes from HF_TOKEN
+    or `hf auth login` and is never printed.
+    """
+    from .manifest import load_manifest
+    from .publish import publish as run_publish
+
+    m = load_manifest(manifest)
+    result = run_publish(
+        m, artifact=artifact, endpoint=endpoint, dry_run=dry_run, private=private, revision=revision, create_pr=create_pr,
+        message=message, allow_pickle=allow_pickle, force=force, runs_dir=runs_dir, say=(lambda _m: None) if as_json else _err,
+    )
+    if as_json:
+        _print_json({"dry_run": dry_run, "plans": [p.to_dict() for p in result.plans], "commits": result.commits, "tags": result.tags})
+    elif not dry_run:
+        for repo, sha in result.commits.items():
+            click.echo(f"{repo}\t{sha or 'unchanged'}")
 
 
 @cli.command()

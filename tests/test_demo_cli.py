@@ -34,6 +34,12 @@ def test_demo_runs_eval_and_compares(demo_run):
     # the summary table and the paired comparison reach the user
     assert "lora-full arc_challenge local      acc 1.0000" in proc.stderr
     assert "arc_challenge: B - A = +" in proc.stderr and "McNemar p = " in proc.stderr
+    # merge, cards and publish to the local hub ran too
+    assert Path(outputs["merged:lora-full"]).is_absolute() or (world.paths.root.parent / outputs["merged:lora-full"]).exists()
+    for name in ("lora-full", "lora-half", "lora-full-merged"):
+        assert outputs[f"repo:{name}"].startswith("http://127.0.0.1:")
+        assert (world.paths.root / "cards" / name / "README.md").is_file()
+    assert "committed" in proc.stderr and "(front matter parses back" in proc.stderr
 
 
 def test_eval_json_reuses_the_demo_runs(demo_run):

@@ -48,6 +48,8 @@ def run_demo(workdir: str | Path, *, rebuild: bool = False, say: Callable[[str],
 
     say("== 3. inspect: facts read from the adapter files")
     for name, art in manifest.artifacts.items():
+        if art.kind != "adapter":
+            continue  # the merged sibling is made in step 5
         facts = inspect_path(manifest.resolve(art.path))
         for line in format_facts(facts).splitlines()[:10]:
             say(f"   {line}")
@@ -88,7 +90,20 @@ def run_demo(workdir: str | Path, *, rebuild: bool = False, say: Callable[[str],
         say(f"   {path}" + (f" ({len(problems)} problem(s): {'; '.join(problems)})" if problems else " (front matter parses back; every number backed by a run)"))
         outputs[f"card:{card.name}"] = str(path)
 
-    say(f"== done in {time.perf_counter() - t0:.1f}s. Not built yet: publish, space.")
+    say("== 7. publish: both adapters and the merged sibling to a local Hub on loopback")
+    from ..hub.server import LocalHub
+    from ..publish import publish
+
+    hub = LocalHub(workdir / "hub").start()
+    try:
+        result = publish(manifest, endpoint=hub.url, say=lambda m: [say(f"   {line}") for line in m.splitlines()])
+        for plan in result.plans:
+            outputs[f"repo:{plan.artifact}"] = f"{hub.url}/{plan.repo_id}"
+    finally:
+        hub.stop()
+    say(f"   the local hub's data is in {workdir / 'hub'}; serve it again with `hubkit hub serve --root {workdir / 'hub'}`")
+
+    say(f"== done in {time.perf_counter() - t0:.1f}s. Not built yet: space.")
     for key, value in outputs.items():
         out(f"{key}\t{value}")
     return outputs

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..templating import render_template
 
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 TASK_NAME = "hubkit_demo_arc"
 BASE_MODEL_ID = "hubkit-demo/tiny-mistral"
 ADAPTERS = {

@@ -311,9 +311,9 @@ def ensure_merged(subject: Subject, say: Callable[[str], None]) -> Path:
     """The merged fp16 checkpoint for `subject`: the given sibling, or one made by hubkit's
     streaming merge (cached in $HUBKIT_HOME/merged, keyed by the adapter's and base's identity)."""
     if subject.merged is not None:
-        if not (subject.merged / "config.json").is_file():
-            raise EvalError(f"{subject.merged}: merged artifact has no config.json", hint="Run `hubkit merge` or fix artifacts.*.path.")
-        return subject.merged
+        if (subject.merged / "config.json").is_file():
+            return subject.merged
+        say(f"   the merged sibling {subject.merged} is not built yet; making one")
     assert subject.adapter is not None
     from ..merge import merge, read_lineage
 
@@ -359,8 +359,10 @@ def _weights(subject: Subject) -> dict:
 
 
 def _identity(weights: dict) -> dict:
-    """The part of the weights record that identifies content, not location."""
-    return {k: v.get("sha256") or {"repo_id": v.get("repo_id"), "revision": v.get("revision")} for k, v in weights.items()}
+    """The part of the weights record that identifies content, not location. A merged sibling
+    is derived from base + adapter (both in here), so building it later does not invalidate
+    earlier runs; its hashes are still recorded in the run's weights."""
+    return {k: v.get("sha256") or {"repo_id": v.get("repo_id"), "revision": v.get("revision")} for k, v in weights.items() if k != "merged"}
 
 
 # -- the public entry point --------------------------------------------------------------------------

@@ -191,6 +191,7 @@ class Handler(BaseHTTPRequestHandler):
     store: Store
     token: str | None
     log_requests: list | None
+    faults: dict | None = None  # for tests: {"status": {"METHOD path-regex": [codes]}, "exit_on": "METHOD path-regex"}
 
     def log_message(self, fmt, *args):  # quiet; requests are recorded in log_requests instead
         pass
@@ -255,6 +256,14 @@ class Handler(BaseHTTPRequestHandler):
         if self.log_requests is not None:
             self.log_requests.append(f"{method} {re.sub(r'/[0-9a-f]{64}', '/<oid>', url.path)}")
         head = method == "HEAD"
+        if self.faults:
+            line = f"{method} {path}"
+            if self.faults.get("exit_on") and re.match(self.faults["exit_on"], line):
+                os._exit(17)  # the server dies mid-request, as a crash or a kill would
+            for pattern, codes in (self.faults.get("status") or {}).items():
+                if codes and re.match(pattern, line):
+                    code = codes.pop(0)
+                    return self._error(HubError(code, f"injected fault {code}"), head=head)
         try:
             if not self._authorized() and not path.startswith("/lfs-"):
                 if self.headers.get("Authorization"):
@@ -530,9 +539,9 @@ class Handler(BaseHTTPRequestHandler):
 class LocalHub:
     """`with LocalHub(root) as hub:` serves on 127.0.0.1 (an ephemeral port unless given)."""
 
-    def __init__(self, root: str | Path, *, port: int = 0, token: str | None = None, record: bool = False):
+    def __init__(self, root: str | Path, *, port: int = 0, token: str | None = None, record: bool = False, faults: dict | None = None):
         self.store = Store(Path(root))
-        handler = type("BoundHandler", (Handler,), {"store": self.store, "token": token, "log_requests": [] if record else None})
+        handler = type("BoundHandler", (Handler,), {"store": self.store, "token": token, "log_requests": [] if record else None, "faults": faults})
         self.handler = handler
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
@@ -564,8 +573,10 @@ class LocalHub:
 
 
 def serve(root: str | Path, port: int = 8765, token: str | None = None) -> None:
-    """Serve until interrupted (the `hubkit hub serve` command)."""
-    hub = LocalHub(root, port=port, token=token)
+    """Serve until interrupted (the `hubkit hub serve` command). HUBKIT_HUB_FAULTS (JSON, as
+    LocalHub's `faults`) injects failures for fault tests."""
+    faults = json.loads(os.environ["HUBKIT_HUB_FAULTS"]) if os.environ.get("HUBKIT_HUB_FAULTS") else None
+    hub = LocalHub(root, port=port, token=token, faults=faults)
     try:
         hub.httpd.serve_forever()
     except KeyboardInterrupt:
