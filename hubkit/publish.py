@@ -59,11 +59,16 @@ class HashCache:
         except (OSError, json.JSONDecodeError):
             self.data = {}
 
-    def get(self, p: Path) -> tuple[str, str]:
+    def put(self, p: Path, sha256: str) -> None:
+        """Remember a sha256 computed elsewhere (huggingface_hub's, at upload)."""
+        st = p.stat()
+        self.data[str(p.resolve())] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256, "sha1": None}
+
+    def get(self, p: Path, need_sha1: bool = True) -> tuple[str, str | None]:
         st = p.stat()
         key = str(p.resolve())
         hit = self.data.get(key)
-        if hit and hit["size"] == st.st_size and hit["mtime_ns"] == st.st_mtime_ns:
+        if hit and hit["size"] == st.st_size and hit["mtime_ns"] == st.st_mtime_ns and (hit["sha1"] or not need_sha1):
             return hit["sha256"], hit["sha1"]
         sha256, sha1 = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % st.st_size)
         with p.open("rb") as fh:
@@ -207,7 +212,7 @@ def _scan_for_secrets(files: list[LocalFile], token: str | None) -> None:
             data = f.source.read_bytes()
         if data is None:
             continue
-        if (token and token.encode() in data) or _TOKEN_TEXT.search(data):
+        if (token and len(token) >= 8 and token.encode() in data) or _TOKEN_TEXT.search(data):
             raise PublishError(f"{f.path_in_repo}: contains what looks like a token or private key; refusing to publish", hint="Remove it from the file (run records are scrubbed by hubkit eval; check hand-made files).")
 
 
@@ -232,7 +237,10 @@ def card_and_records(manifest: Manifest, name: str, cards_dir: Path | None, runs
 # -- the plan --------------------------------------------------------------------------------------
 
 
-def _fill(files: list[LocalFile], cache: HashCache) -> None:
+def _fill(files: list[LocalFile]) -> None:
+    """Sizes, and hashes of generated content. File hashes are computed only when a remote file
+    could be the same (see plan_repo): a new file needs none, since huggingface_hub hashes what
+    it uploads anyway."""
     for f in files:
         if f.content is not None:
             f.size = len(f.content)
@@ -240,10 +248,9 @@ def _fill(files: list[LocalFile], cache: HashCache) -> None:
             f.sha1 = hashlib.sha1(b"blob %d\0" % f.size + f.content).hexdigest()
         else:
             f.size = f.source.stat().st_size
-            f.sha256, f.sha1 = cache.get(f.source)
 
 
-def plan_repo(api, name: str, art: Artifact, files: list[LocalFile], run_ids: list[str], *, revision: str, repo_type: str = "model") -> RepoPlan:
+def plan_repo(api, name: str, art: Artifact, files: list[LocalFile], run_ids: list[str], *, revision: str, cache: HashCache, repo_type: str = "model") -> RepoPlan:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
     repo_id = art.repo_id
@@ -269,7 +276,13 @@ def plan_repo(api, name: str, art: Artifact, files: list[LocalFile], run_ids: li
         if r is None:
             plan.added.append(f)
             continue
-        same = (r.lfs.sha256 == f.sha256) if getattr(r, "lfs", None) else (r.blob_id == f.sha1)
+        if r.size != f.size:
+            plan.changed.append(f)
+            continue
+        is_lfs = getattr(r, "lfs", None) is not None
+        if not f.sha256:  # same size: compare content (cached by size and mtime)
+            f.sha256, f.sha1 = cache.get(f.source, need_sha1=not is_lfs)
+        same = (r.lfs.sha256 == f.sha256) if is_lfs else (r.blob_id == f.sha1)
         (plan.unchanged if same else plan.changed).append(f)
     ours = set((previous.get("files") or {}).keys())
     for path in sorted(remote):
@@ -365,10 +378,10 @@ def publish(
             files = artifact_files(manifest, n, art, allow_pickle=allow_pickle)
             extra, run_ids = card_and_records(manifest, n, None, runs)
             files += extra
-            _fill(files, cache)
+            _fill(files)
             _scan_for_secrets(files, token)
             try:
-                plan = plan_repo(api, n, art, files, run_ids, revision=revision)
+                plan = plan_repo(api, n, art, files, run_ids, revision=revision, cache=cache)
             except HfHubHTTPError as exc:
                 raise hub_error(exc, art.repo_id) from None
             plans.append(plan)
@@ -395,6 +408,14 @@ def publish(
                     api.create_repo(plan.repo_id, private=private, exist_ok=True)
                     plan.head = api.repo_info(plan.repo_id, revision=revision).sha
                 local = payloads[plan.artifact]
+                ops = [
+                    CommitOperationAdd(f.path_in_repo, f.content if f.content is not None else str(f.source))
+                    for f in plan.added + plan.changed
+                ]
+                for f, op in zip(plan.added + plan.changed, ops):
+                    f.sha256 = f.sha256 or op.upload_info.sha256.hex()  # hashed once, by huggingface_hub
+                    if f.source is not None:
+                        cache.put(f.source, f.sha256)  # so the next plan need not read it again
                 record = {
                     "hubkit_version": __version__,
                     "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
@@ -403,10 +424,6 @@ def publish(
                     "readme_sha1": next(f.sha1 for f in local if f.path_in_repo == "README.md"),
                     "files": {f.path_in_repo: {"sha256": f.sha256, "size": f.size} for f in local},
                 }
-                ops = [
-                    CommitOperationAdd(f.path_in_repo, f.content if f.content is not None else str(f.source))
-                    for f in plan.added + plan.changed
-                ]
                 ops += [CommitOperationDelete(p) for p in plan.deleted]
                 ops.append(CommitOperationAdd(RECORD, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()))
                 summary = message or f"hubkit publish: {plan.artifact}" + (f" (runs {', '.join(plan.run_ids)})" if plan.run_ids else "")
@@ -428,6 +445,7 @@ def publish(
                 if type(exc).__module__.startswith(("httpx", "httpcore")):
                     raise _unreachable(exc, plan.repo_id) from None
                 raise
+        cache.save()
         return PublishResult(plans, commits, tags)
 
 
