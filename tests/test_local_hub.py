@@ -48,16 +48,26 @@ def test_publish_download_roundtrip_and_noop(hub, demo_world, tmp_path):
         c2 = api.upload_folder(folder_path={str(adapter)!r}, repo_id="demo-user/lora-full", commit_message="again", ignore_patterns=["README.md"])
         head2 = api.repo_info("demo-user/lora-full").sha
         api.create_tag("demo-user/lora-full", tag="v1", tag_message="first")
+        api.create_tag("demo-user/lora-full", tag="gone", tag_message="x")
+        api.delete_tag("demo-user/lora-full", tag="gone")
+        api.create_branch("demo-user/lora-full", branch="exp")
+        try:
+            api.create_branch("demo-user/lora-full", branch="exp")
+            dup = "accepted"
+        except Exception as e:
+            dup = type(e).__name__
+        api.delete_branch("demo-user/lora-full", branch="exp")
         refs = api.list_repo_refs("demo-user/lora-full")
         path = snapshot_download("demo-user/lora-full", local_dir={str(out)!r})
         files = api.list_repo_files("demo-user/lora-full")
         commits = api.list_repo_commits("demo-user/lora-full")
-        print(json.dumps({{"head1": head1, "head2": head2, "tags": [t.name for t in refs.tags], "files": files, "commits": len(commits)}}))
+        print(json.dumps({{"head1": head1, "head2": head2, "tags": [t.name for t in refs.tags], "branches": [b.name for b in refs.branches], "dup": dup, "files": files, "commits": len(commits)}}))
     """)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads(proc.stdout.strip().splitlines()[-1])
     assert r["head1"] == r["head2"], "an unchanged re-upload must not create a commit"
     assert r["commits"] == 2 and r["tags"] == ["v1"]
+    assert r["branches"] == ["main"] and r["dup"] == "HfHubHTTPError"  # 409 on an existing branch
     local = {p.relative_to(adapter).as_posix(): p.read_bytes() for p in adapter.rglob("*") if p.is_file() and p.name != "README.md"}
     assert set(local) <= set(r["files"])
     for rel, data in local.items():

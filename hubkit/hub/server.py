@@ -50,6 +50,9 @@ class HubError(Exception):
         self.status, self.message, self.code, self.headers = status, message, code, headers or {}
 
 
+_REF_LABEL = {"tags": "Tag", "branches": "Branch"}
+
+
 class Store:
     """Repos, commits, refs and blobs on disk."""
 
@@ -119,6 +122,25 @@ class Store:
         tmp = d / "refs.json.tmp"
         tmp.write_text(json.dumps(refs, sort_keys=True))
         os.replace(tmp, d / "refs.json")
+
+    def create_ref(self, rtype: str, repo_id: str, kind: str, name: str, start: str) -> None:
+        """Point a new tag or branch (``kind`` is "tags" or "branches") at ``start``."""
+        with self.lock:
+            sha, _ = self.resolve(rtype, repo_id, start)
+            d = self.repo_dir(rtype, repo_id)
+            refs = self.refs(d)
+            if name in refs[kind]:
+                raise HubError(409, f"{_REF_LABEL[kind]} {name} already exists")
+            refs[kind][name] = sha
+            self._set_refs(d, refs)
+
+    def delete_ref(self, rtype: str, repo_id: str, kind: str, name: str) -> None:
+        with self.lock:
+            d = self.require(rtype, repo_id)
+            refs = self.refs(d)
+            if refs[kind].pop(name, None) is None:
+                raise HubError(404, f"{_REF_LABEL[kind]} not found", "RevisionNotFound")
+            self._set_refs(d, refs)
 
     def resolve(self, rtype: str, repo_id: str, rev: str) -> tuple[str, dict]:
         d = self.require(rtype, repo_id)
@@ -355,45 +377,18 @@ class Handler(BaseHTTPRequestHandler):
             if "pullRequestUrl" in res:
                 res["pullRequestUrl"] = self.base + res["pullRequestUrl"]
             return self._send(200, res)
-        m = re.fullmatch(r"/tag/(?P<rev>[^/]+)", rest)
-        if m and method == "POST":
-            body = json.loads(self._body() or b"{}")
-            with s.lock:
-                sha, _ = s.resolve(rtype, repo_id, m["rev"])
-                d = s.repo_dir(rtype, repo_id)
-                refs = s.refs(d)
-                if body["tag"] in refs["tags"]:
-                    raise HubError(409, f"Tag {body['tag']} already exists")
-                refs["tags"][body["tag"]] = sha
-                s._set_refs(d, refs)
-            return self._send(200, {})
-        if m and method == "DELETE":
-            with s.lock:
-                d = s.require(rtype, repo_id)
-                refs = s.refs(d)
-                if refs["tags"].pop(unquote(m["rev"]), None) is None:
-                    raise HubError(404, "Tag not found", "RevisionNotFound")
-                s._set_refs(d, refs)
-            return self._send(200, {})
-        m = re.fullmatch(r"/branch/(?P<branch>.+)", rest)
-        if m and method == "POST":
-            body = json.loads(self._body() or b"{}")
-            with s.lock:
-                sha, _ = s.resolve(rtype, repo_id, body.get("startingPoint") or "main")
-                d = s.repo_dir(rtype, repo_id)
-                refs = s.refs(d)
-                if m["branch"] in refs["branches"]:
-                    raise HubError(409, f"Branch {m['branch']} already exists")
-                refs["branches"][m["branch"]] = sha
-                s._set_refs(d, refs)
-            return self._send(200, {})
-        if m and method == "DELETE":
-            with s.lock:
-                d = s.require(rtype, repo_id)
-                refs = s.refs(d)
-                if refs["branches"].pop(m["branch"], None) is None:
-                    raise HubError(404, "Branch not found", "RevisionNotFound")
-                s._set_refs(d, refs)
+        m = re.fullmatch(r"/(?P<kind>tag|branch)/(?P<name>.+)", rest)
+        if m and method in ("POST", "DELETE"):
+            kind = "tags" if m["kind"] == "tag" else "branches"
+            if method == "POST":
+                body = json.loads(self._body() or b"{}")
+                if kind == "tags":
+                    name, start = body["tag"], m["name"]
+                else:
+                    name, start = m["name"], body.get("startingPoint") or "main"
+                s.create_ref(rtype, repo_id, kind, name, start)
+            else:
+                s.delete_ref(rtype, repo_id, kind, unquote(m["name"]))
             return self._send(200, {})
         if method == "GET" and rest == "/refs":
             refs = s.refs(s.require(rtype, repo_id))
