@@ -240,6 +240,16 @@ def results_tables(manifest: Manifest, entries: list[Entry], artifact_name: str 
         numbers: set[str] = set()
         rows = []
         shots = sorted({e.num_fewshot for e in items if e.num_fewshot is not None})
+        def value_text(e, m: str) -> str:
+            """'value ± stderr' as printed; both numbers are recorded as backed by data."""
+            text = fmt(e.value, places[m]) if isinstance(e.value, float) else fmt(e.value)
+            numbers.add(text)
+            if e.stderr is not None:
+                se = fmt(float(e.stderr), se_places[m])
+                numbers.add(se)
+                text += f" ± {se}"
+            return text
+
         for s in subjects:
             row = [_label(s, artifact_name, manifest, base_model)]
             for m in metrics:
@@ -247,13 +257,7 @@ def results_tables(manifest: Manifest, entries: list[Entry], artifact_name: str 
                 if e is None:
                     row.append("")
                     continue
-                text = fmt(e.value, places[m]) if isinstance(e.value, float) else fmt(e.value)
-                numbers.add(text)
-                if e.stderr is not None:
-                    se = fmt(float(e.stderr), se_places[m])
-                    numbers.add(se)
-                    text += f" ± {se}"
-                row.append(text)
+                row.append(value_text(e, m))
             if show_delta:
                 for m in metrics:
                     if not all(isinstance(cell[k].value, (int, float)) for k in cell if k[1] == m):
@@ -271,13 +275,7 @@ def results_tables(manifest: Manifest, entries: list[Entry], artifact_name: str 
                 cs = [(m, claimed[(s, m)]) for m in metrics if (s, m) in claimed and cell[(s, m)].source == "reproduced"]
                 texts, verdicts = [], []
                 for m, c in cs:
-                    t = fmt(c.value, places[m]) if isinstance(c.value, float) else fmt(c.value)
-                    numbers.add(t)
-                    if c.stderr is not None:
-                        se = fmt(float(c.stderr), se_places[m])
-                        numbers.add(se)
-                        t += f" ± {se}"
-                    texts.append(t)
+                    texts.append(value_text(c, m))
                     verdicts.append(_verdict(cell[(s, m)], c))
                 row += ["; ".join(texts), "; ".join(v for v in verdicts if v)]
             row.append(_source(cell, s, metrics))
