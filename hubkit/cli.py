@@ -27,6 +27,9 @@ MANIFEST_OPTION = click.option(
     help="Path of the hubkit manifest.",
 )
 JSON_OPTION = click.option("--json", "as_json", is_flag=True, help="Print the result as JSON on stdout.")
+ENDPOINT_OPTION = click.option(
+    "--endpoint", envvar="HF_ENDPOINT", help="Hub URL (default: HF_ENDPOINT or huggingface.co); e.g. a local hub from `hubkit hub serve`."
+)
 
 
 def _err(msg: str) -> None:
@@ -128,15 +131,17 @@ def _not_built(what: str, issue: str) -> None:
 @click.option("--rerun", is_flag=True, help="Run even when an identical run is recorded.")
 @click.option("--no-base", is_flag=True, help="Skip the base-model baseline run.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where run records go (default: runs/ beside the manifest).")
+@ENDPOINT_OPTION
 @JSON_OPTION
-def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, runs_dir, as_json) -> None:
+def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, runs_dir, endpoint, as_json) -> None:
     """Rerun the manifest's pinned lm-eval setups and record every run.
 
     Each adapter is evaluated with the setup's strategies in order (default: 4bit-lora, then
     merged-fp16); when one fails (no CUDA, a bitsandbytes/driver mismatch, OOM) the next runs
     and the record says why. Records land in runs/<run-id>/ with lm-eval's own results and
     samples plus provenance (command, requested vs installed versions, weight hashes, hardware).
-    An identical earlier run is reused unless --rerun.
+    An identical earlier run is reused unless --rerun. A base given as a Hub id is fetched
+    through huggingface_hub (or found in its cache) and pinned to the commit it resolved to.
     """
     from .eval import run_eval, summarize
     from .manifest import load_manifest
@@ -146,7 +151,7 @@ def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, r
         limit = int(limit)
     outcomes = run_eval(
         m, setup=setup, artifact=artifact, limit=limit, env=env_kind, rerun=rerun,
-        include_base=False if no_base else None, runs_dir=runs_dir, say=_err,
+        include_base=False if no_base else None, runs_dir=runs_dir, say=_err, endpoint=endpoint,
     )
     records = [o.record for o in outcomes]
     if as_json:
@@ -212,11 +217,13 @@ def runs_compare(ctx, run_a: str, run_b: str, metric: str, iterations: int, as_j
 @click.option("--dtype", type=click.Choice(["float16", "bfloat16", "float32"]), default="float16", show_default=True, help="Dtype of the merged weights (the math is always float32).")
 @click.option("--shard-size", default="5GB", show_default=True, help="Largest output shard, e.g. 5GB or 500MB.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists.")
+@ENDPOINT_OPTION
 @JSON_OPTION
-def merge(adapter: str, out: Path, base, revision, dtype, shard_size, force, as_json) -> None:
+def merge(adapter: str, out: Path, base, revision, dtype, shard_size, force, endpoint, as_json) -> None:
     """Fold a LoRA adapter into its base and write a self-contained checkpoint, shard by shard.
 
-    ADAPTER is a peft LoRA folder (or Hub id). The base is read one tensor at a time and every
+    ADAPTER is a peft LoRA folder or Hub id; a Hub id (adapter or base) is fetched through
+    huggingface_hub's cache, so it also works offline once cached. The base is read one tensor at a time and every
     adapted weight becomes W + scale * (B @ A), so memory stays at a few tensors whatever the
     model size. The output (weights, config, generation config, tokenizer, and hubkit_merge.json
     recording what it was made from) appears at --out only when complete.
@@ -227,7 +234,7 @@ def merge(adapter: str, out: Path, base, revision, dtype, shard_size, force, as_
     """
     from .merge import plan_merge, run_merge
 
-    plan = plan_merge(adapter, base, revision=revision, dtype=dtype, shard_size=shard_size)
+    plan = plan_merge(adapter, base, revision=revision, dtype=dtype, shard_size=shard_size, endpoint=endpoint)
     _err(f"merging {len(plan.pairs)} LoRA modules into {plan.base_dir} ({plan.bytes_in / 1e9:.2f} GB in, {plan.bytes_out / 1e9:.2f} GB out as {dtype}, {len(plan.shard_names)} shard(s))")
     from tqdm.auto import tqdm
 
@@ -306,7 +313,7 @@ def hub_serve(root: Path, port: int, token: str | None) -> None:
 @MANIFEST_OPTION
 @click.option("--artifact", help="Publish only this artifact (default: every artifact with a repo_id).")
 @click.option("--dry-run", is_flag=True, help="Print the plan (added / changed / unchanged / deleted, bytes to send) and stop.")
-@click.option("--endpoint", envvar="HF_ENDPOINT", help="Hub URL (default: HF_ENDPOINT or huggingface.co); e.g. a local hub from `hubkit hub serve`.")
+@ENDPOINT_OPTION
 @click.option("--private", is_flag=True, help="Create missing repos as private.")
 @click.option("--revision", default="main", show_default=True, help="Branch to commit to.")
 @click.option("--create-pr", is_flag=True, help="Open a pull request instead of committing to the branch.")

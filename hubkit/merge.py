@@ -121,6 +121,8 @@ class MergePlan:
     adapter_ref: str
     untied: bool = False  # tied embeddings were written as two tensors (see plan_merge)
     vocab_rows: int | None = None  # the adapter resized the vocabulary
+    base_commit: str | None = None  # the Hub commit the base snapshot is, when it came from a Hub
+    adapter_commit: str | None = None
 
     @property
     def bytes_in(self) -> int:
@@ -131,26 +133,15 @@ class MergePlan:
         return sum(t.out_bytes for t in self.tensors)
 
 
-def resolve_source(ref: str | Path, revision: str | None, what: str) -> Path:
-    """A local folder as is; a Hub id through huggingface_hub's cache (offline-safe: with
-    HF_HUB_OFFLINE=1 only the cache is used; HF_ENDPOINT may point at a local Hub)."""
-    p = Path(ref).expanduser()
-    if p.is_dir():
-        return p
-    if p.exists() or str(ref).startswith((".", "/", "~")) or str(ref).count("/") != 1:
-        raise MergeError(f"{what} {ref}: no such folder", hint="Give a local folder or a Hub repo id like org/name.")
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+def resolve_source(ref: str | Path, revision: str | None, what: str, endpoint: str | None = None) -> Path:
+    """A local folder as is; a Hub id through huggingface_hub's cache (see hub.client.resolve)."""
+    return _resolve(ref, revision, what, endpoint).path
 
-    try:
-        return Path(snapshot_download(str(ref), revision=revision, allow_patterns=_HUB_PATTERNS))
-    except LocalEntryNotFoundError:
-        raise MergeError(
-            f"{what} {ref}: not in the local Hugging Face cache and the Hub cannot be reached",
-            hint="Download it first (`hf download`), or pass a local folder.",
-        ) from None
-    except HfHubHTTPError as exc:
-        raise MergeError(f"{what} {ref}: {exc}") from None
+
+def _resolve(ref, revision, what, endpoint):
+    from .hub.client import resolve
+
+    return resolve(ref, revision=revision, what=what, allow_patterns=_HUB_PATTERNS, endpoint=endpoint, error=MergeError)
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -174,13 +165,14 @@ def _pattern_value(patterns: dict, module: str, default):
     return default
 
 
-def plan_merge(adapter: str | Path, base: str | Path | None = None, *, revision: str | None = None, dtype: str = "float16", shard_size: str | int = "5GB") -> MergePlan:
+def plan_merge(adapter: str | Path, base: str | Path | None = None, *, revision: str | None = None, dtype: str = "float16", shard_size: str | int = "5GB", endpoint: str | None = None) -> MergePlan:
     """Read configs and safetensors headers (no tensor data) and check that the adapter fits the
     base. Raises MergeError naming the first problem."""
     if dtype not in OUT_DTYPES:
         raise MergeError(f"dtype {dtype!r}: expected one of {', '.join(OUT_DTYPES)}")
     limit = parse_size(shard_size)
-    adapter_dir = resolve_source(adapter, None, "adapter")
+    adapter_src = _resolve(adapter, None, "adapter", endpoint)
+    adapter_dir = adapter_src.path
     cfg_path = adapter_dir / "adapter_config.json"
     acfg = _read_json(cfg_path, "peft adapter config")
     if str(acfg.get("peft_type", "")).upper() != "LORA":
@@ -192,7 +184,8 @@ def plan_merge(adapter: str | Path, base: str | Path | None = None, *, revision:
     if not base_ref:
         raise MergeError(f"{cfg_path}: no base_model_name_or_path", hint="Pass --base.")
     base_revision = revision or (acfg.get("revision") if not base else None)
-    base_dir = resolve_source(base_ref, base_revision, "base model")
+    base_src = _resolve(base_ref, base_revision, "base model", endpoint)
+    base_dir = base_src.path
     bcfg = _read_json(base_dir / "config.json", "model config")
 
     adapter_file = adapter_dir / "adapter_model.safetensors"
@@ -305,7 +298,7 @@ def plan_merge(adapter: str | Path, base: str | Path | None = None, *, revision:
     names = ["model.safetensors"] if count == 1 else [f"model-{i:05d}-of-{count:05d}.safetensors" for i in range(1, count + 1)]
     return MergePlan(
         base_dir, adapter_dir, adapter_file, acfg, bcfg, dtype, tensors, names, pairs, sorted(n for n in replacements), str(base_ref), base_revision, str(adapter),
-        untied=untie, vocab_rows=vocab_rows,
+        untied=untie, vocab_rows=vocab_rows, base_commit=base_src.commit, adapter_commit=adapter_src.commit,
     )
 
 
@@ -701,9 +694,10 @@ def _finish(plan: MergePlan, tmp: Path, hashes: dict[str, str], base_hashes: dic
         "method": "hubkit streaming LoRA merge: W + scale * (B @ A) in float32",
         "hubkit_version": __version__,
         "dtype": plan.dtype,
-        "base": {"ref": plan.base_ref, "revision": plan.base_revision, "sha256": base_files},
+        "base": {"ref": plan.base_ref, "revision": plan.base_revision, "commit": plan.base_commit, "sha256": base_files},
         "adapter": {
             "ref": plan.adapter_ref,
+            "commit": plan.adapter_commit,
             "sha256": {"adapter_model.safetensors": sha256_file(plan.adapter_file), "adapter_config.json": sha256_file(plan.adapter_dir / "adapter_config.json")},
             "r": plan.adapter_config.get("r"),
             "lora_alpha": plan.adapter_config.get("lora_alpha"),
@@ -720,10 +714,11 @@ def _finish(plan: MergePlan, tmp: Path, hashes: dict[str, str], base_hashes: dic
     return lineage
 
 
-def merge(adapter: str | Path, out: str | Path, *, base: str | Path | None = None, revision: str | None = None, dtype: str = "float16", shard_size: str | int = "5GB", force: bool = False, progress: Callable[[int], None] | None = None) -> MergeResult:
+def merge(adapter: str | Path, out: str | Path, *, base: str | Path | None = None, revision: str | None = None, dtype: str = "float16", shard_size: str | int = "5GB", force: bool = False, progress: Callable[[int], None] | None = None, endpoint: str | None = None) -> MergeResult:
     """Plan, check and run a streaming merge of `adapter` into `base` (default: the adapter's
-    base_model_name_or_path), writing a self-contained checkpoint to `out`."""
-    plan = plan_merge(adapter, base, revision=revision, dtype=dtype, shard_size=shard_size)
+    base_model_name_or_path), writing a self-contained checkpoint to `out`. Either may be a Hub
+    repo id, fetched through huggingface_hub from `endpoint` (default HF_ENDPOINT) or its cache."""
+    plan = plan_merge(adapter, base, revision=revision, dtype=dtype, shard_size=shard_size, endpoint=endpoint)
     return run_merge(plan, out, force=force, progress=progress)
 
 

@@ -26,10 +26,10 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 from . import __version__
 from .errors import PublishError
+from .hub import client
 from .manifest import Artifact, Manifest
 
 RECORD = "hubkit-publish.json"
@@ -133,27 +133,11 @@ class RepoPlan:
 # -- endpoints --------------------------------------------------------------------------------------
 
 
-def is_loopback(endpoint: str | None) -> bool:
-    host = urlparse(endpoint or "").hostname or ""
-    return host in ("127.0.0.1", "localhost", "::1")
-
-
 @contextlib.contextmanager
 def hub_session(endpoint: str | None):
-    """huggingface_hub settings for one publish. A loopback endpoint (hubkit's local hub) is not
-    the network: HF_HUB_OFFLINE is lifted for it, and Xet (which it does not speak) is off."""
-    from huggingface_hub import constants
-
-    saved = (constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_XET)
-    if is_loopback(endpoint):
-        constants.HF_HUB_OFFLINE = False
-        constants.HF_HUB_DISABLE_XET = True
-    elif constants.HF_HUB_OFFLINE:
-        raise PublishError("HF_HUB_OFFLINE is set: cannot reach the Hub", hint="Unset HF_HUB_OFFLINE, or publish to a local hub with --endpoint http://127.0.0.1:PORT.")
-    try:
+    """Publishing needs the network unless the endpoint is a local hub (see hub.client)."""
+    with client.hub_session(endpoint, error=PublishError, need_network=True):
         yield
-    finally:
-        constants.HF_HUB_OFFLINE, constants.HF_HUB_DISABLE_XET = saved
 
 
 def hub_error(exc: Exception, repo_id: str) -> PublishError:

@@ -26,6 +26,7 @@ import yaml
 
 from .. import __version__
 from ..errors import EvalError
+from ..hub.client import Source, looks_like_repo_id, resolve
 from ..inspection import TOKENIZER_FILES, inspect_adapter, inspect_checkpoint, sha256_file
 from ..manifest import Artifact, EvalSetup, Manifest
 from ..secrets import redact, redact_text, split_secret_args
@@ -49,6 +50,12 @@ class Subject:
     adapter: Path | None = None
     merged: Path | None = None  # a given merged sibling, if any
     tokenizer: str | None = None
+    source: Source | None = None  # the base fetched from a Hub (commit, endpoint, LFS hashes)
+
+    @property
+    def revision(self) -> str | None:
+        """What lm-eval is told to load: the exact commit once the base has been fetched."""
+        return self.source.commit if self.source and self.source.commit else self.base_revision
 
 
 @dataclass
@@ -96,6 +103,10 @@ def _tf_major(env: envs.EvalEnv) -> int:
         return int(version.split(".")[0])
     except ValueError:
         return 0
+
+
+# Files a Hub base is fetched with: weights, configs, tokenizer (no pickles, no other formats).
+MODEL_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "*.jinja", "*.model", "*.txt", "*.tiktoken"]
 
 
 # -- what to evaluate ------------------------------------------------------------------------
@@ -182,7 +193,7 @@ def build_attempt(subject: Subject, strategy: str, setup: EvalSetup, env: envs.E
     common, bnb, _ = _common_args(setup, device)
     args: dict = {}
     call = None
-    revision = {"revision": subject.base_revision} if subject.base_revision else {}
+    revision = {"revision": subject.revision} if subject.revision else {}
     if strategy == "base":
         args = {"pretrained": subject.base, **revision, "tokenizer": subject.tokenizer, **common}
     elif strategy == "merged-fp16":
@@ -204,7 +215,7 @@ def build_attempt(subject: Subject, strategy: str, setup: EvalSetup, env: envs.E
             include_defaults = not _all_tasks_local(tasks, include_path)
             call = {
                 "pretrained": subject.base,
-                "revision": subject.base_revision,
+                "revision": subject.revision,
                 "peft": str(subject.adapter),
                 "tokenizer": subject.tokenizer,
                 "dtype": common["dtype"],
@@ -294,8 +305,17 @@ def _run(argv: list[str], log_path: Path, env_vars: dict, cwd: Path, say: Callab
     return code
 
 
-def _child_env(secrets: dict[str, str]) -> dict:
+def _child_env(secrets: dict[str, str], source: Source | None = None) -> dict:
     env = dict(os.environ)
+    if source is not None:
+        # hubkit already fetched the base at an exact commit: lm-eval reads it from the cache
+        # and never touches the network (nor a moving branch) itself.
+        env["HF_HUB_OFFLINE"] = "1"
+        from huggingface_hub import constants
+
+        env["HF_HUB_CACHE"] = str(constants.HF_HUB_CACHE)  # where it was fetched to
+        if source.endpoint:
+            env["HF_ENDPOINT"] = source.endpoint
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     env["PYTHONUNBUFFERED"] = "1"
     token = secrets.get("token")
@@ -318,12 +338,12 @@ def ensure_merged(subject: Subject, say: Callable[[str], None]) -> Path:
     from ..merge import merge, read_lineage
 
     facts = inspect_adapter(subject.adapter)
-    key = _digest({"adapter": [(f.path, f.sha256) for f in facts.files if f.path.endswith(".safetensors")], "base": subject.base, "rev": subject.base_revision})[:16]
+    key = _digest({"adapter": [(f.path, f.sha256) for f in facts.files if f.path.endswith(".safetensors")], "base": subject.base, "rev": subject.revision})[:16]
     out = envs.hubkit_home() / "merged" / f"{key}-float16"
     if read_lineage(out) is not None:
         return out
     say(f"   merging {subject.name} into its base (fp16, streaming) for the merged-fp16 strategy")
-    merge(subject.adapter, out, base=subject.base, revision=subject.base_revision, dtype="float16", force=True)
+    merge(subject.adapter, out, base=subject.base, revision=subject.revision, dtype="float16", force=True, endpoint=subject.source.endpoint if subject.source else None)
     _portable_tokenizer(out)
     return out
 
@@ -349,6 +369,12 @@ def _weights(subject: Subject) -> dict:
         out["base"] = {"path": str(base), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
     else:
         out["base"] = {"repo_id": subject.base, "revision": subject.base_revision}
+        if subject.source is not None:
+            src = subject.source
+            out["base"].update(src.provenance())
+            out["base"]["sha256"] = {f: h for f, h in sorted(src.lfs_sha256.items()) if f.endswith(".safetensors")} or {
+                f.path: f.sha256 for f in inspect_checkpoint(src.path).files if f.path.endswith(".safetensors")
+            }
     if subject.adapter:
         facts = inspect_adapter(subject.adapter)
         out["adapter"] = {"path": str(subject.adapter), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
@@ -379,6 +405,7 @@ def run_eval(
     include_base: bool | None = None,
     runs_dir: str | Path | None = None,
     say: Callable[[str], None] = lambda m: None,
+    endpoint: str | None = None,
 ) -> list[EvalOutcome]:
     """Run one eval setup (or each) of `manifest` over its adapters (and base).
 
@@ -397,7 +424,7 @@ def run_eval(
     outcomes: list[EvalOutcome] = []
     failures: list[str] = []
     for name in names:
-        for outcome in _run_setup(manifest, name, manifest.evals[name], artifact, limit, env, rerun, include_base, runs, say):
+        for outcome in _run_setup(manifest, name, manifest.evals[name], artifact, limit, env, rerun, include_base, runs, say, endpoint):
             outcomes.append(outcome)
             if outcome.record.provenance["status"] != "ok":
                 failures.append(f"{name}/{outcome.subject}: " + "; ".join(f"{a.strategy}: {a.reason}" for a in outcome.attempts))
@@ -409,7 +436,7 @@ def run_eval(
     return outcomes
 
 
-def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, include_base, runs: Path, say) -> list[EvalOutcome]:
+def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, include_base, runs: Path, say, endpoint=None) -> list[EvalOutcome]:
     limit = limit if limit is not None else setup.limit
     kind = env_kind or setup.env
     say(f"== eval setup {name!r}: tasks {', '.join(setup.tasks)}, few-shot {setup.num_fewshot}, strategies {' -> '.join(setup.strategies)}")
@@ -431,6 +458,9 @@ def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, i
     clean_args, _, secrets = _common_args(setup, device)
     outcomes = []
     for subject in subjects:
+        if not Path(subject.base).is_dir() and looks_like_repo_id(subject.base):
+            subject.source = resolve(subject.base, revision=subject.base_revision, what=f"{subject.name}: base model", allow_patterns=MODEL_PATTERNS, endpoint=endpoint, error=EvalError)
+            say(f"   {subject.name}: base {subject.base} at {subject.source.commit or subject.base_revision or 'main'} ({subject.source.path})")
         weights = _weights(subject)
         strategies = ["base"] if subject.artifact is None else list(setup.strategies)
         cache_key = _digest(
@@ -493,7 +523,7 @@ def _run_subject(manifest, setup_name, setup, subject, strategies, env, kind, de
             argv = [argv[0], str(a_dir / "runner_4bit.py"), str(a_dir / "call.json")]
         say(f"{label} ...")
         log = a_dir / "lm_eval.log"
-        code = _run(argv, log, _child_env(secrets), manifest.root, say)
+        code = _run(argv, log, _child_env(secrets, subject.source), manifest.root, say)
         log_text = log.read_text(encoding="utf-8", errors="replace")
         tail = "\n".join(log_text.splitlines()[-25:])
         results = sorted(a_dir.rglob("results_*.json"))

@@ -45,7 +45,8 @@ def main(spec_path, output_path=None):
     )
     model = PeftModel.from_pretrained(base, spec["peft"])
     model.eval()
-    tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer"], trust_remote_code=spec.get("trust_remote_code", False))
+    same_repo = spec["tokenizer"] == spec["pretrained"]
+    tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer"], revision=spec.get("revision") if same_repo else None, trust_remote_code=spec.get("trust_remote_code", False))
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=spec["batch_size"], add_bos_token=spec["add_bos_token"])
 
     task_manager = TaskManager(include_path=spec.get("include_path"), include_defaults=spec["include_defaults"])

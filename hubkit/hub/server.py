@@ -17,12 +17,14 @@ commit. Started with a token, every API call must carry it (401 otherwise).
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import json
 import os
 import re
 import shutil
+import socket
 import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -221,6 +223,15 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):  # quiet; requests are recorded in log_requests instead
         pass
+
+    # open keep-alive connections, so that stopping the server really ends them
+    def setup(self):
+        super().setup()
+        self.server.open_connections.add(self.connection)
+
+    def finish(self):
+        self.server.open_connections.discard(self.connection)
+        super().finish()
 
     # -- plumbing --------------------------------------------------------------------------------
     @property
@@ -544,6 +555,7 @@ class LocalHub:
         self.handler = handler
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
         self.httpd.daemon_threads = True
+        self.httpd.open_connections = set()
         self.thread: threading.Thread | None = None
 
     @property
@@ -561,8 +573,13 @@ class LocalHub:
         return self
 
     def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        if self.thread is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            for conn in list(self.httpd.open_connections):  # a stopped hub answers nothing
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+            self.thread = None
 
     def __enter__(self) -> "LocalHub":
         return self.start()
