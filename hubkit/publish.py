@@ -140,7 +140,7 @@ def hub_session(endpoint: str | None):
         yield
 
 
-def hub_error(exc: Exception, repo_id: str) -> PublishError:
+def hub_error(exc: Exception, repo_id: str, repo_type: str = "model") -> PublishError:
     """One clear message (with the next step) for a Hub error; never the token."""
     from .secrets import redact_text
 
@@ -153,6 +153,11 @@ def hub_error(exc: Exception, repo_id: str) -> PublishError:
         409: "The repo or ref already exists in a conflicting state.",
         412: "The repo changed while publishing (someone committed); run `hubkit publish` again to re-plan.",
     }
+    if repo_type == "space" and (status == 402 or (status == 403 and re.search(r"plan|hardware|zerogpu|sdk", str(exc), re.I))):
+        return PublishError(
+            f"{repo_id}: the Hub refused to host this Space: {msg}" + (f" (HTTP {status})" if status else ""),
+            hint="New Gradio Spaces need a paid plan unless they run on ZeroGPU: upgrade the account, request ZeroGPU hardware, or deploy to an organization that has a plan.",
+        )
     hint = hints.get(status) or ("The Hub had a server error; it was retried. Try again later." if status and status >= 500 else None)
     return PublishError(f"{repo_id}: {msg}" + (f" (HTTP {status})" if status else ""), hint=hint)
 
@@ -234,10 +239,9 @@ def _fill(files: list[LocalFile]) -> None:
             f.size = f.source.stat().st_size
 
 
-def plan_repo(api, name: str, art: Artifact, files: list[LocalFile], run_ids: list[str], *, revision: str, cache: HashCache, repo_type: str = "model") -> RepoPlan:
+def plan_repo(api, name: str, repo_id: str, files: list[LocalFile], run_ids: list[str], *, revision: str, cache: HashCache, repo_type: str = "model") -> RepoPlan:
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
 
-    repo_id = art.repo_id
     plan = RepoPlan(name, repo_id, repo_type, exists=True, head=None, run_ids=run_ids)
     try:
         info = api.repo_info(repo_id, repo_type=repo_type, revision=revision)
@@ -277,7 +281,8 @@ def plan_repo(api, name: str, art: Artifact, files: list[LocalFile], run_ids: li
     readme = remote.get("README.md")
     if readme is not None and previous.get("readme_sha1") and readme.blob_id != previous["readme_sha1"] and "README.md" in [f.path_in_repo for f in plan.changed]:
         theirs = Path(api.hf_hub_download(repo_id, "README.md", repo_type=repo_type, revision=plan.head)).read_text(encoding="utf-8", errors="replace")
-        mine = local["README.md"].content.decode()
+        f = local["README.md"]
+        mine = (f.content if f.content is not None else f.source.read_bytes()).decode("utf-8", errors="replace")
         plan.readme_conflict = "".join(difflib.unified_diff(theirs.splitlines(True), mine.splitlines(True), "README.md (on the Hub)", "README.md (hubkit)"))
     return plan
 
@@ -324,6 +329,18 @@ class PublishResult:
     tags: dict[str, str]
 
 
+@dataclass
+class Target:
+    """One repo to push: what hubkit calls it, where it goes, and the files it should hold."""
+
+    name: str
+    repo_id: str
+    files: list[LocalFile]
+    run_ids: list[str] = field(default_factory=list)
+    repo_type: str = "model"
+    space_sdk: str | None = None  # for repo_type "space"
+
+
 def publish(
     manifest: Manifest,
     *,
@@ -340,9 +357,7 @@ def publish(
     runs_dir: str | Path | None = None,
     say=lambda m: None,
 ) -> PublishResult:
-    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
-    from huggingface_hub.errors import HfHubHTTPError
-
+    """Publish the manifest's artifacts (or one): files, rendered card, backing run records."""
     names = [artifact] if artifact else list(manifest.artifacts)
     if not names:
         raise PublishError("the manifest has no artifacts to publish")
@@ -352,24 +367,52 @@ def publish(
         if not manifest.artifacts[n].repo_id:
             raise PublishError(f"artifacts.{n}.repo_id: not set", hint="Set repo_id: owner/name for each artifact to publish.")
     runs = Path(runs_dir) if runs_dir else manifest.root / "runs"
+    targets = []
+    for n in names:
+        art = manifest.artifacts[n]
+        files = artifact_files(manifest, n, art, allow_pickle=allow_pickle)
+        extra, run_ids = card_and_records(manifest, n, None, runs)
+        targets.append(Target(n, art.repo_id, files + extra, run_ids))
+    return push(
+        targets, cache_path=manifest.root / ".hubkit" / "hash-cache.json", endpoint=endpoint, token=token, dry_run=dry_run,
+        private=private, revision=revision, create_pr=create_pr, message=message, force=force, say=say,
+    )
+
+
+def push(
+    targets: list[Target],
+    *,
+    cache_path: Path,
+    endpoint: str | None = None,
+    token: str | None = None,
+    dry_run: bool = False,
+    private: bool = False,
+    revision: str = "main",
+    create_pr: bool = False,
+    message: str | None = None,
+    force: bool = False,
+    say=lambda m: None,
+) -> PublishResult:
+    """Plan each target against its remote repo, then (unless `dry_run`) make one commit per repo
+    that changed, tagged, with hubkit's publish record. Secrets are refused before anything is
+    sent; a README edited on the Hub is kept unless `force`."""
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
     token = token or os.environ.get("HF_TOKEN")
-    cache = HashCache(manifest.root / ".hubkit" / "hash-cache.json")
+    cache = HashCache(cache_path)
     with hub_session(endpoint):
         api = HfApi(endpoint=endpoint, token=token)
         plans, payloads = [], {}
-        for n in names:
-            art = manifest.artifacts[n]
-            files = artifact_files(manifest, n, art, allow_pickle=allow_pickle)
-            extra, run_ids = card_and_records(manifest, n, None, runs)
-            files += extra
-            _fill(files)
-            _scan_for_secrets(files, token)
+        for t in targets:
+            _fill(t.files)
+            _scan_for_secrets(t.files, token)
             try:
-                plan = plan_repo(api, n, art, files, run_ids, revision=revision, cache=cache)
+                plan = plan_repo(api, t.name, t.repo_id, t.files, t.run_ids, revision=revision, cache=cache, repo_type=t.repo_type)
             except HfHubHTTPError as exc:
-                raise hub_error(exc, art.repo_id) from None
+                raise hub_error(exc, t.repo_id, t.repo_type) from None
             plans.append(plan)
-            payloads[n] = files
+            payloads[t.name] = t
         cache.save()
         say(format_plan(plans))
         conflicts = [p for p in plans if p.readme_conflict]
@@ -383,15 +426,16 @@ def publish(
         if dry_run:
             return PublishResult(plans, commits, tags)
         for plan in plans:
-            art = manifest.artifacts[plan.artifact]
+            target = payloads[plan.artifact]
             if plan.noop:
                 commits[plan.repo_id] = None
                 continue
+            rt = plan.repo_type
             try:
                 if not plan.exists:
-                    api.create_repo(plan.repo_id, private=private, exist_ok=True)
-                    plan.head = api.repo_info(plan.repo_id, revision=revision).sha
-                local = payloads[plan.artifact]
+                    api.create_repo(plan.repo_id, private=private, exist_ok=True, repo_type=rt, space_sdk=target.space_sdk)
+                    plan.head = api.repo_info(plan.repo_id, repo_type=rt, revision=revision).sha
+                local = target.files
                 ops = [
                     CommitOperationAdd(f.path_in_repo, f.content if f.content is not None else str(f.source))
                     for f in plan.added + plan.changed
@@ -405,7 +449,7 @@ def publish(
                     "published_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                     "artifact": plan.artifact,
                     "run_ids": plan.run_ids,
-                    "readme_sha1": next(f.sha1 for f in local if f.path_in_repo == "README.md"),
+                    "readme_sha1": next((f.sha1 for f in local if f.path_in_repo == "README.md"), None),
                     "files": {f.path_in_repo: {"sha256": f.sha256, "size": f.size} for f in local},
                 }
                 ops += [CommitOperationDelete(p) for p in plan.deleted]
@@ -413,16 +457,16 @@ def publish(
                 summary = message or f"hubkit publish: {plan.artifact}" + (f" (runs {', '.join(plan.run_ids)})" if plan.run_ids else "")
                 info = api.create_commit(
                     plan.repo_id, ops, commit_message=summary, revision=revision, create_pr=create_pr,
-                    parent_commit=plan.head if not create_pr else None,
+                    parent_commit=plan.head if not create_pr else None, repo_type=rt,
                 )
                 commits[plan.repo_id] = info.oid
                 if not create_pr:
                     tag = f"hubkit-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S')}-{info.oid[:8]}"
-                    api.create_tag(plan.repo_id, tag=tag, revision=info.oid, tag_message="runs: " + (", ".join(plan.run_ids) or "none"))
+                    api.create_tag(plan.repo_id, tag=tag, revision=info.oid, tag_message="runs: " + (", ".join(plan.run_ids) or "none"), repo_type=rt)
                     tags[plan.repo_id] = tag
                 say(f"{plan.repo_id}: committed {info.oid[:8]}" + (f", tagged {tags.get(plan.repo_id)}" if plan.repo_id in tags else "") + (f" ({info.pr_url})" if create_pr else ""))
             except HfHubHTTPError as exc:
-                raise hub_error(exc, plan.repo_id) from None
+                raise hub_error(exc, plan.repo_id, plan.repo_type) from None
             except OSError as exc:  # connection refused or reset (httpx errors are not OSErrors)
                 raise _unreachable(exc, plan.repo_id) from None
             except Exception as exc:
