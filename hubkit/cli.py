@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import click
 
 from . import __version__
-from .errors import HubkitError, NotBuiltYet
+from .errors import HubkitError
 
 MANIFEST_OPTION = click.option(
     "-m",
@@ -116,10 +117,6 @@ def schema(out: Path | None) -> None:
 
 
 # -- pipeline commands ------------------------------------------------------------------------
-
-
-def _not_built(what: str, issue: str) -> None:
-    raise NotBuiltYet(f"`hubkit {what}` is not built yet", hint=f"It lands with the {issue} work; see the README's roadmap.")
 
 
 @cli.command("eval")
@@ -347,11 +344,91 @@ def publish(manifest: Path, artifact, dry_run, endpoint, private, revision, crea
             click.echo(f"{repo}\t{sha or 'unchanged'}")
 
 
-@cli.command()
+@cli.group()
+def space() -> None:
+    """The Gradio Space that compares the manifest's adapters side by side.
+
+    One base model with every adapter loaded by name; each request is one batch with a row per
+    column (peft's adapter_names), so N adapters cost one base plus N small adapters. Tabs:
+    Generate (streamed columns, word diff vs base), Multiple choice (lm-eval-style scoring),
+    Results (the run records), About (links, loading snippets, export).
+
+    \b
+    hubkit space build     write the Space folder (app, config, requirements, README)
+    hubkit space serve     run it on 127.0.0.1 with the local weights
+    hubkit space deploy    push it to a Space repo (one commit, like publish)
+    """
+
+
+@space.command("build")
 @MANIFEST_OPTION
-def space(manifest: Path) -> None:
-    """Build, serve or deploy a Gradio Space that compares the adapters side by side."""
-    _not_built("space", "space")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder to write (default: space/ beside the manifest).")
+@click.option("--local", is_flag=True, help="Also name the local folders of the base and adapters (for serving on this machine; never deployed).")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records for the Results tab (default: runs/ beside the manifest).")
+@ENDPOINT_OPTION
+@JSON_OPTION
+def space_build(manifest: Path, out, local, runs_dir, endpoint, as_json) -> None:
+    """Write a self-contained Space folder: app.py, engine.py, space_config.json (base and
+    adapters with repo ids and pinned revisions, results, examples), requirements.txt and a
+    README whose front matter is the Space's metadata (sdk, models, license)."""
+    from .manifest import load_manifest
+    from .space_build import build_space
+
+    b = build_space(load_manifest(manifest), out, local=local, runs_dir=runs_dir, endpoint=endpoint)
+    if as_json:
+        _print_json({"out": str(b.out), "files": b.files, "models": [m["repo_id"] for m in [b.config["base"], *b.config["adapters"]]]})
+    else:
+        click.echo(str(b.out))
+
+
+@space.command("serve")
+@MANIFEST_OPTION
+@click.option("--port", type=int, help="Port on 127.0.0.1 (default: a free one).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where to build the folder it serves (default: .hubkit/space-local beside the manifest).")
+@click.option("--seconds", type=float, help="Stop after this many seconds (default: until Ctrl-C).")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records for the Results tab.")
+def space_serve(manifest: Path, port, out, seconds, runs_dir) -> None:
+    """Build the Space with the local weights and serve it on 127.0.0.1 (loopback only)."""
+    from .manifest import load_manifest
+    from .space_build import build_space, serve_space
+
+    m = load_manifest(manifest)
+    b = build_space(m, out or m.root / ".hubkit" / "space-local", local=True, runs_dir=runs_dir)
+    _err(f"starting the Space ({len(b.config['adapters'])} adapters + base) ...")
+    served = serve_space(b.out, port=port)
+    click.echo(served.url)
+    _err("serving; Ctrl-C stops it" if seconds is None else f"serving for {seconds:g}s")
+    try:
+        served.process.wait(timeout=seconds)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        pass
+    finally:
+        served.stop()
+
+
+@space.command("deploy")
+@MANIFEST_OPTION
+@click.option("--repo-id", help="Space repo, owner/name (default: space.repo_id in the manifest).")
+@ENDPOINT_OPTION
+@click.option("--dry-run", is_flag=True, help="Print the plan and stop.")
+@click.option("--private", is_flag=True, default=None, help="Create the Space private.")
+@click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records for the Results tab.")
+@JSON_OPTION
+def space_deploy(manifest: Path, repo_id, endpoint, dry_run, private, runs_dir, as_json) -> None:
+    """Build the Space (repo ids only, no local paths) and push it to a Gradio Space repo in one
+    commit, through the same plan and safety checks as `hubkit publish`."""
+    from .manifest import load_manifest
+    from .space_build import deploy_space
+
+    result = deploy_space(
+        load_manifest(manifest), repo_id=repo_id, endpoint=endpoint, dry_run=dry_run, private=private, runs_dir=runs_dir,
+        say=(lambda _m: None) if as_json else _err,
+    )
+    if as_json:
+        _print_json({"dry_run": dry_run, "plans": [p.to_dict() for p in result.plans], "commits": result.commits, "tags": result.tags})
+    elif not dry_run:
+        for repo, sha in result.commits.items():
+            click.echo(f"{repo}\t{sha or 'unchanged'}")
 
 
 @cli.command()
@@ -363,11 +440,14 @@ def space(manifest: Path) -> None:
     help="Where the demo world and every output go.",
 )
 @click.option("--rebuild", is_flag=True, help="Rebuild the demo world even if it exists.")
-def demo(workdir: Path, rebuild: bool) -> None:
-    """Build a tiny offline world (model, adapters, data) and run the pipeline on it."""
+@click.option("--serve-seconds", type=float, help="Serve the Space this long at the end (default: until Ctrl-C; 0 skips serving).")
+def demo(workdir: Path, rebuild: bool, serve_seconds) -> None:
+    """Build a tiny offline world (model, adapters, data) and run the whole pipeline on it:
+    inspect, eval (4-bit + LoRA with fallback), merge, card, publish to a local hub, and the
+    side-by-side Space, which keeps serving on 127.0.0.1 until Ctrl-C."""
     from .demo.pipeline import run_demo
 
-    run_demo(workdir, rebuild=rebuild, say=_err, out=click.echo)
+    run_demo(workdir, rebuild=rebuild, say=_err, out=click.echo, serve_seconds=serve_seconds)
 
 
 # -- entry point ------------------------------------------------------------------------------

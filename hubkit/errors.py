@@ -68,8 +68,3 @@ class CardError(HubkitError):
 class PublishError(HubkitError):
     """A push to the Hub was refused (by us, for safety) or failed (by the Hub)."""
 
-
-class NotBuiltYet(HubkitError):
-    """A command whose capability has not landed yet."""
-
-    exit_code = 3

@@ -214,6 +214,29 @@ class Section(_Strict):
         return self
 
 
+class SpaceSettings(_Strict):
+    """The Gradio Space that compares the adapters side by side (`hubkit space`)."""
+
+    repo_id: str | None = Field(None, description="The Space repo, 'owner/name' (needed for `hubkit space deploy`).")
+    title: str | None = Field(None, description="Space title; defaults to project.name.")
+    emoji: str = Field("🧪", description="The Space's emoji.")
+    adapters: list[str] | None = Field(None, description="Adapter artifacts to show, in column order (default: every adapter).")
+    eval: str | None = Field(None, description="Eval setup whose run records fill the Results tab and whose local data gives the multiple-choice examples (default: the first).")
+    prompts: list[str] = Field(default_factory=list, description="Example prompts for the Generate tab.")
+    max_new_tokens: int = Field(128, ge=1, le=4096, description="Upper limit of the new-tokens slider.")
+    max_prompt_tokens: int = Field(1024, ge=8, description="Longer prompts are refused with a message.")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="Weights dtype in the Space (auto: bfloat16 on a GPU, float32 on a CPU).")
+    hardware: str | None = Field(None, description="suggested_hardware for the Space, e.g. 'zero-a10g' or 'cpu-basic'.")
+    private: bool = Field(False, description="Create the Space private.")
+
+    @field_validator("repo_id")
+    @classmethod
+    def _repo_id_shape(cls, v: str | None) -> str | None:
+        if v is not None and not _REPO_ID.match(v):
+            raise ValueError(f"expected a Hub repo id like 'owner/name', got {v!r}")
+        return v
+
+
 class Manifest(_Strict):
     schema_version: Literal[1] = Field(1, description="Version of this manifest format.")
     project: Project
@@ -223,6 +246,7 @@ class Manifest(_Strict):
     evals: dict[str, EvalSetup] = Field(default_factory=dict, description="Named eval setups.")
     claims: list[Claim] = Field(default_factory=list, description="Numbers reported elsewhere.")
     sections: list[Section] = Field(default_factory=list, description="Extra card sections (method, findings).")
+    space: SpaceSettings = Field(default_factory=SpaceSettings, description="The side-by-side Gradio Space.")
 
     # Set by load_manifest; not part of the schema.
     _source: Path | None = None
@@ -254,6 +278,13 @@ class Manifest(_Strict):
             for task in setup.data:
                 if task not in setup.tasks:
                     problems.append(f"evals.{name}.data.{task}: not one of this setup's tasks ({', '.join(setup.tasks)})")
+        for name in self.space.adapters or []:
+            if name not in self.artifacts:
+                problems.append(f"space.adapters: no artifact named {name!r}")
+            elif self.artifacts[name].kind != "adapter":
+                problems.append(f"space.adapters: {name!r} is a {self.artifacts[name].kind} artifact, not an adapter")
+        if self.space.eval is not None and self.space.eval not in self.evals:
+            problems.append(f"space.eval: no eval setup named {self.space.eval!r}")
         for i, claim in enumerate(self.claims):
             if claim.setup is not None and claim.setup not in self.evals:
                 problems.append(f"claims.{i}.setup: no eval setup named {claim.setup!r}")

@@ -425,10 +425,12 @@ def push(
         tags: dict[str, str] = {}
         if dry_run:
             return PublishResult(plans, commits, tags)
+        endpoint_url = client.effective_endpoint(endpoint)
         for plan in plans:
             target = payloads[plan.artifact]
             if plan.noop:
                 commits[plan.repo_id] = None
+                _remember(cache_path, endpoint_url, plan.repo_id, plan.repo_type, plan.head, None)
                 continue
             rt = plan.repo_type
             try:
@@ -464,6 +466,7 @@ def push(
                     tag = f"hubkit-{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S')}-{info.oid[:8]}"
                     api.create_tag(plan.repo_id, tag=tag, revision=info.oid, tag_message="runs: " + (", ".join(plan.run_ids) or "none"), repo_type=rt)
                     tags[plan.repo_id] = tag
+                _remember(cache_path, endpoint_url, plan.repo_id, rt, info.oid, tags.get(plan.repo_id))
                 say(f"{plan.repo_id}: committed {info.oid[:8]}" + (f", tagged {tags.get(plan.repo_id)}" if plan.repo_id in tags else "") + (f" ({info.pr_url})" if create_pr else ""))
             except HfHubHTTPError as exc:
                 raise hub_error(exc, plan.repo_id, plan.repo_type) from None
@@ -475,6 +478,34 @@ def push(
                 raise
         cache.save()
         return PublishResult(plans, commits, tags)
+
+
+def _remember(cache_path: Path, endpoint: str, repo_id: str, repo_type: str, commit: str | None, tag: str | None) -> None:
+    """What this repo's main was after our last publish, per endpoint, in .hubkit/published.json
+    beside the hash cache: `hubkit space build` pins the adapters it shows to these commits."""
+    path = cache_path.with_name("published.json")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        data = {}
+    entry = data.setdefault(endpoint, {}).setdefault(f"{repo_type}/{repo_id}", {})
+    entry["commit"] = commit
+    if tag:
+        entry["tag"] = tag
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def published_commits(manifest: Manifest, endpoint: str | None = None) -> dict[str, str]:
+    """repo_id -> commit of the model repos hubkit last published from this manifest's folder."""
+    path = manifest.root / ".hubkit" / "published.json"
+    try:
+        data = json.loads(path.read_text()).get(client.effective_endpoint(endpoint), {})
+    except (OSError, json.JSONDecodeError):
+        return {}
+    return {k.split("/", 1)[1]: v["commit"] for k, v in data.items() if k.startswith("model/") and v.get("commit")}
 
 
 def _unreachable(exc: Exception, repo_id: str) -> PublishError:

@@ -116,8 +116,3 @@ def test_init_with_local_base_leaves_base_model_as_todo(capsys, demo_world, tmp_
     art = next(iter(load_manifest(out_path).artifacts.values()))
     assert art.base_model is None
     assert (out_path.parent / art.base_model_path).resolve() == demo_world.paths.base.resolve()
-
-
-def test_not_built_commands_say_so(capsys):
-    code, _, err = run(capsys, "space")
-    assert code == 3 and "not built yet" in err

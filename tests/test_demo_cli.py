@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -18,16 +20,34 @@ def hubkit(*args, cwd: Path) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def demo_run(demo_world):
-    """`hubkit demo` over the session's demo world (reused, not rebuilt)."""
+def demo_run(demo_world, tmp_path_factory):
+    """`hubkit demo` over the session's demo world (reused, not rebuilt), as a user runs it: it
+    ends serving the Space until Ctrl-C, which is sent once the page has answered."""
     workdir = demo_world.paths.root.parent
-    proc = hubkit("demo", "--workdir", str(workdir), cwd=workdir)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return demo_world, proc
+    err_path = tmp_path_factory.mktemp("demo-cli") / "stderr.txt"
+    with open(err_path, "w") as err:
+        proc = subprocess.Popen([*HUBKIT, "demo", "--workdir", str(workdir)], cwd=workdir, stdout=subprocess.PIPE, stderr=err, text=True, env=dict(os.environ))
+        lines = []
+        try:
+            for line in proc.stdout:
+                lines.append(line)
+                if line.startswith("space\t"):
+                    url = line.split("\t", 1)[1].strip()
+                    with urllib.request.urlopen(url + "/config", timeout=30) as r:
+                        page_config = json.loads(r.read())
+                    proc.send_signal(signal.SIGINT)  # Ctrl-C
+            code = proc.wait(timeout=600)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    stderr = err_path.read_text()
+    assert code == 0, stderr[-3000:]
+    result = subprocess.CompletedProcess(proc.args, code, "".join(lines), stderr)
+    return demo_world, result, page_config
 
 
 def test_demo_runs_eval_and_compares(demo_run):
-    world, proc = demo_run
+    world, proc, _ = demo_run
     outputs = dict(line.split("\t", 1) for line in proc.stdout.splitlines() if "\t" in line)
     assert Path(outputs["runs"]) == world.paths.root / "runs"
     assert "demo world already built at" in proc.stderr
@@ -42,8 +62,19 @@ def test_demo_runs_eval_and_compares(demo_run):
     assert "committed" in proc.stderr and "(front matter parses back" in proc.stderr
 
 
+def test_demo_ends_serving_the_space(demo_run):
+    """The last step deploys the Space to the local hub and serves it on loopback until Ctrl-C."""
+    world, proc, page_config = demo_run
+    outputs = dict(line.split("\t", 1) for line in proc.stdout.splitlines() if "\t" in line)
+    assert outputs["space"].startswith("http://127.0.0.1:")
+    assert outputs["space-repo"].endswith("/spaces/demo-user/tiny-mistral-compare")
+    # the served app has a column per model: base + the two adapters
+    ids = {c.get("props", {}).get("elem_id") for c in page_config["components"]}
+    assert {"out-0", "out-1", "out-2"} <= ids and "out-3" not in ids
+
+
 def test_eval_json_reuses_the_demo_runs(demo_run):
-    world, _ = demo_run
+    world, _, _ = demo_run
     proc = hubkit("eval", "--json", cwd=world.paths.root)
     assert proc.returncode == 0, proc.stderr[-2000:]
     data = json.loads(proc.stdout)
@@ -53,7 +84,7 @@ def test_eval_json_reuses_the_demo_runs(demo_run):
 
 
 def test_runs_lists_and_compares(demo_run):
-    world, _ = demo_run
+    world, _, _ = demo_run
     proc = hubkit("runs", cwd=world.paths.root)
     assert proc.returncode == 0
     rows = [line.split("\t") for line in proc.stdout.splitlines()]
@@ -66,7 +97,7 @@ def test_runs_lists_and_compares(demo_run):
 
 
 def test_runs_compare_unknown_run_is_a_clear_error(demo_run):
-    world, _ = demo_run
+    world, _, _ = demo_run
     proc = hubkit("runs", "compare", "nope-a", "nope-b", cwd=world.paths.root)
     assert proc.returncode != 0
     assert proc.stderr.startswith("error: ") and "nope-a" in proc.stderr and "Traceback" not in proc.stderr

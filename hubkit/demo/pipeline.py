@@ -7,6 +7,7 @@ in a few minutes with no network and no GPU.
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -22,8 +23,18 @@ def _offline_env() -> None:
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 
-def run_demo(workdir: str | Path, *, rebuild: bool = False, say: Callable[[str], None] = print, out: Callable[[str], None] = print) -> dict:
-    """Build the demo world in `workdir` and run every pipeline step that exists.
+def run_demo(
+    workdir: str | Path,
+    *,
+    rebuild: bool = False,
+    say: Callable[[str], None] = print,
+    out: Callable[[str], None] = print,
+    serve_seconds: float | None = None,
+    while_serving: Callable[[str], None] | None = None,
+) -> dict:
+    """Build the demo world in `workdir` and run the whole pipeline on it, ending with the Space
+    serving on loopback: until Ctrl-C (`serve_seconds` None), for that many seconds, or not at
+    all (0). `while_serving(url)`, when given, runs while it serves (then the Space stops).
 
     Progress goes to `say` (stderr in the CLI); where each output lies goes to `out` (stdout).
     Returns a dict of step name -> output location.
@@ -99,11 +110,36 @@ def run_demo(workdir: str | Path, *, rebuild: bool = False, say: Callable[[str],
         result = publish(manifest, endpoint=hub.url, say=lambda m: [say(f"   {line}") for line in m.splitlines()])
         for plan in result.plans:
             outputs[f"repo:{plan.artifact}"] = f"{hub.url}/{plan.repo_id}"
+
+        say("== 8. space: base + both adapters side by side in a Gradio app, deployed to the local hub and served here")
+        from ..space_build import build_space, deploy_space, serve_space
+
+        deployed = deploy_space(manifest, endpoint=hub.url, say=lambda m: [say(f"   {line}") for line in m.splitlines()])
+        for plan in deployed.plans:
+            outputs["space-repo"] = f"{hub.url}/spaces/{plan.repo_id}"
     finally:
         hub.stop()
     say(f"   the local hub's data is in {workdir / 'hub'}; serve it again with `hubkit hub serve --root {workdir / 'hub'}`")
 
-    say(f"== done in {time.perf_counter() - t0:.1f}s. Not built yet: space.")
+    served = None
+    if serve_seconds != 0:
+        build = build_space(manifest, workdir / "space", local=True)
+        say(f"   starting the Space from {build.out} (local weights) ...")
+        served = serve_space(build.out)
+        outputs["space"] = served.url
+
+    say(f"== done in {time.perf_counter() - t0:.1f}s")
     for key, value in outputs.items():
         out(f"{key}\t{value}")
+    if served is not None:
+        try:
+            if while_serving is not None:
+                while_serving(served.url)
+            else:
+                say(f"   the Space is serving on {served.url} " + ("until Ctrl-C" if serve_seconds is None else f"for {serve_seconds:g}s"))
+                served.process.wait(timeout=serve_seconds)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            pass
+        finally:
+            served.stop()
     return outputs

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from ..templating import render_template
 
-WORLD_VERSION = 3
+WORLD_VERSION = 4
 TASK_NAME = "hubkit_demo_arc"
 BASE_MODEL_ID = "hubkit-demo/tiny-mistral"
 ADAPTERS = {
@@ -355,8 +355,10 @@ def build_world(root: str | Path, *, force: bool = False, progress=None) -> Worl
         "rows": {k: len(v) for k, v in splits.items()},
         "build_seconds": round(time.perf_counter() - t0, 1),
     }
+    # Space examples: a fact both adapters learned, and one only lora-full learned.
+    prompts = [_prompt(next(f["question"] for f in facts if f["entity"] == e)) for e in (entities[0], entities[-1])]
     paths.manifest.write_text(
-        render_template("demo/hubkit.yaml.j2", info=info, base_model=BASE_MODEL_ID, task=TASK_NAME, targets=LORA_TARGETS, adapter_lr=ADAPTER_LR)
+        render_template("demo/hubkit.yaml.j2", info=info, base_model=BASE_MODEL_ID, task=TASK_NAME, targets=LORA_TARGETS, adapter_lr=ADAPTER_LR, prompts=prompts)
     )
     paths.info.write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
     say(f"manifest: {paths.manifest}")
