@@ -134,7 +134,7 @@ def build_app(cfg: dict, engine: Engine) -> gr.Blocks:
                 texts.append(c.text)
                 tps = f"{c.tokens_per_s:.1f} tok/s" if c.tokens_per_s else "- tok/s"
                 ttft = f"{c.first_token_s * 1000:.0f} ms" if c.first_token_s is not None else "-"
-                stats.append(f"first token {ttft} · {tps} · {c.tokens} tokens" + (" · done" if c.done else ""))
+                stats.append(f"first token {ttft} · {tps} · {c.tokens} token{'' if c.tokens == 1 else 's'}" + (" · done" if c.done else ""))
                 diffs.append(word_diff(base_text, c.text) if name != BASE and base_text is not None else None)
             state = {
                 "kind": "generate", "prompt": prompt, "settings": settings,
@@ -219,7 +219,7 @@ def build_app(cfg: dict, engine: Engine) -> gr.Blocks:
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
                 stop = gr.Button("Stop", variant="stop", elem_id="stop")
             texts, stats, diffs = [], [], []
-            with gr.Row(equal_height=True):
+            with gr.Row():
                 for i, name in enumerate(columns):
                     with gr.Column(min_width=220):
                         gr.Markdown(f"### {_label(name)}")
