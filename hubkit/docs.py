@@ -30,6 +30,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("evals.NAME.data.TASK", m.DataOverride),
     ("claims[]", m.Claim),
     ("sections[]", m.Section),
+    ("space", m.SpaceSettings),
 ]
 
 
@@ -63,7 +64,7 @@ def _default(field) -> str:
         return ""
     else:
         value = field.default
-    if value in (None, [], {}):
+    if value in (None, [], {}) or isinstance(value, BaseModel):
         return ""
     return f"`{value}`"
 
