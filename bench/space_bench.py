@@ -58,6 +58,15 @@ def build(work: Path, size: str, n_max: int) -> Path:
     return work / size
 
 
+def _memory(rss0: int) -> dict:
+    """Resident memory added by the models. PSS counts a page shared by several mappings (the
+    same safetensors file mmapped by N loads) once, split between them; RSS counts it per mapping."""
+    import psutil
+
+    info = psutil.Process().memory_full_info()
+    return {"rss_gb": (info.rss - rss0) / 1e9, "pss_gb": info.pss / 1e9, "uss_gb": info.uss / 1e9}
+
+
 def worker(args) -> None:
     """One measurement in a fresh process; prints JSON."""
     import psutil
@@ -72,17 +81,21 @@ def worker(args) -> None:
         from peft import PeftModel
         from transformers import AutoModelForCausalLM
 
-        models = [AutoModelForCausalLM.from_pretrained(folder / "base", dtype=torch.float32).eval()]
+        models = [AutoModelForCausalLM.from_pretrained(folder / "base", dtype=getattr(torch, args.dtype)).eval()]
         for path in adapters.values():
-            models.append(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder / "base", dtype=torch.float32), path).eval())
-        out["rss_gb"] = (psutil.Process().memory_info().rss - rss0) / 1e9
+            models.append(PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(folder / "base", dtype=getattr(torch, args.dtype)), path).eval())
+        with torch.inference_mode():
+            for model in models:  # touch every weight, as serving does
+                model(input_ids=torch.tensor([[1, 2, 3]]))
+        out.update(_memory(rss0))
         print(json.dumps(out))
         return
     sys.path.insert(0, str(ROOT / "space"))
     from engine import Engine
 
-    eng = Engine(str(folder / "base"), adapters, dtype="float32", device="cpu")
-    out["rss_gb"] = (psutil.Process().memory_info().rss - rss0) / 1e9
+    eng = Engine(str(folder / "base"), adapters, dtype=args.dtype, device="cpu")
+    eng.score("Question: x\nAnswer:", [" a", " b"])  # touch every weight of every column
+    out.update(_memory(rss0))
     if args.mode == "mixed":
         prompt = "Question: What is the colour of the flag of Belbel?\nAnswer:"
         kw = dict(max_new_tokens=args.tokens, temperature=0.0)
@@ -111,6 +124,8 @@ def main() -> None:
     ap.add_argument("--tokens", type=int, default=32)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", default="float32", help="float32 keeps the file's weights mmapped (pages shared between loads); bfloat16 converts, so every load owns a copy, as on a GPU")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "space.json")
     ap.add_argument("--worker", choices=["mixed", "separate"])
     ap.add_argument("--folder")
     ap.add_argument("--n", type=int)
@@ -125,18 +140,20 @@ def main() -> None:
         for n in ns:
             row = {"size": size, "n": n}
             for mode in ("mixed", "separate"):
-                cmd = [sys.executable, __file__, "--worker", mode, "--folder", str(folder), "--n", str(n), "--tokens", str(args.tokens), "--repeat", str(args.repeat), "--threads", str(args.threads)]
+                cmd = [sys.executable, __file__, "--worker", mode, "--folder", str(folder), "--n", str(n), "--tokens", str(args.tokens), "--repeat", str(args.repeat), "--threads", str(args.threads), "--dtype", args.dtype]
                 proc = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
                 if proc.returncode:
                     raise SystemExit(proc.stderr[-3000:])
                 row[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
             row["rss_ratio"] = row["mixed"]["rss_gb"] / row["separate"]["rss_gb"]
+            row["uss_ratio"] = row["mixed"]["uss_gb"] / row["separate"]["uss_gb"]
+            row["pss_ratio"] = row["mixed"]["pss_gb"] / row["separate"]["pss_gb"]
             row["tok_s_ratio"] = row["mixed"]["mixed_tok_s"] / row["mixed"]["sequential_tok_s"]
             results.append(row)
             print(f"{size:>5} N={n}: RSS one PeftModel {row['mixed']['rss_gb']:.3f} GB vs {n + 1} models {row['separate']['rss_gb']:.3f} GB "
-                  f"({row['rss_ratio']:.3f}x); tokens/s mixed {row['mixed']['mixed_tok_s']:.1f} vs sequential {row['mixed']['sequential_tok_s']:.1f} ({row['tok_s_ratio']:.2f}x)", flush=True)
-    out = ROOT / "bench" / "results" / "space.json"
-    out.write_text(json.dumps({"threads": args.threads, "tokens": args.tokens, "results": results}, indent=2) + "\n")
+                  f"({row['rss_ratio']:.3f}x), PSS {row['mixed']['pss_gb']:.3f} vs {row['separate']['pss_gb']:.3f} GB ({row['pss_ratio']:.3f}x); tokens/s mixed {row['mixed']['mixed_tok_s']:.1f} vs sequential {row['mixed']['sequential_tok_s']:.1f} ({row['tok_s_ratio']:.2f}x)", flush=True)
+    out = args.out
+    out.write_text(json.dumps({"threads": args.threads, "tokens": args.tokens, "dtype": args.dtype, "results": results}, indent=2) + "\n")
     print(f"-> {out}")
     shutil.rmtree(args.work / "world" / "runs", ignore_errors=True)
 
