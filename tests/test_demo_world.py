@@ -76,7 +76,7 @@ def test_demo_command_runs(capsys, demo_world):
     from hubkit.cli import main
 
     workdir = demo_world.paths.root.parent  # the demo builds into <workdir>/world: reuse it
-    assert main(["demo", "--workdir", str(workdir)]) == 0
+    assert main(["demo", "--workdir", str(workdir), "--serve-seconds", "0"]) == 0  # serving: test_demo_cli
     out, err = capsys.readouterr()
     assert f"manifest\t{demo_world.paths.manifest}" in out.splitlines()
     assert "target modules:    down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj (7 types)" in err

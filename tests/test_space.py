@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import math
+import re
 import sys
 
 import pytest
@@ -164,7 +165,7 @@ def test_app_generate_streams_every_column(app, demo_world):
     assert len(out) == 3 * n  # the session state stays on the server
     texts, stats, diffs = out[:n], out[n : 2 * n], out[2 * n : 3 * n]
     assert list(texts) == [eng.generate(prompt, max_new_tokens=6)[c] for c in eng.columns]
-    assert all("tok/s" in s and "tokens" in s for s in stats)
+    assert all(re.search(r"first token \d+ ms · [\d.]+ tok/s · \d+ tokens? · done", s) for s in stats), stats
     assert diffs[0] is None and all(isinstance(d, list) for d in diffs[1:])
     # a streamed job yields several updates (one per token), not just the final one
     job = client.submit(prompt, 6, 0.0, 1.0, 0, ["base", "lora-half"], api_name="/generate")
@@ -282,3 +283,39 @@ def test_space_cli_build_and_dry_run(demo_world, tmp_path, capsys):
         plan = json.loads(capsys.readouterr().out)
         assert plan["dry_run"] and plan["plans"][0]["repo_type"] == "space" and not plan["plans"][0]["exists"]
         assert hub.requests and not any(r.startswith("POST /api/repos/create") for r in hub.requests)
+
+
+def test_deployed_space_loads_its_models_from_the_hub(demo_world, tmp_path):
+    """The deployed folder (repo ids and pinned revisions only) runs against a Hub endpoint: the
+    app fetches base and adapters through huggingface_hub, like a real Space does."""
+    import shutil
+
+    from gradio_client import Client
+    from huggingface_hub import HfApi
+
+    from hubkit.publish import hub_session, publish
+    from hubkit.space_build import serve_space
+
+    root = tmp_path / "proj"
+    shutil.copytree(demo_world.paths.root, root, ignore=shutil.ignore_patterns("runs", ".hubkit", "merged"))
+    manifest = load_manifest(root / "hubkit.yaml")
+    with LocalHub(tmp_path / "hub") as hub:
+        with hub_session(hub.url):
+            api = HfApi(endpoint=hub.url)
+            api.create_repo("hubkit-demo/tiny-mistral")
+            api.upload_folder(folder_path=str(root / "base"), repo_id="hubkit-demo/tiny-mistral")
+        for name in ("lora-full", "lora-half"):
+            publish(manifest, artifact=name, endpoint=hub.url)
+        folder = build_space(manifest, tmp_path / "deployable", endpoint=hub.url).out
+        assert '"path"' not in (folder / "space_config.json").read_text()
+        served = serve_space(folder, env={"HF_ENDPOINT": hub.url, "HF_HUB_OFFLINE": "0", "HF_HUB_DISABLE_XET": "1", "HF_HOME": str(tmp_path / "hf")})
+        try:
+            client = Client(served.url, verbose=False)
+            prompt = QUESTION.format(q=_rows(demo_world, 1)[0]["question"])
+            out = client.predict(prompt, 4, 0.0, 1.0, 0, ["base", "lora-full", "lora-half"], api_name="/generate")
+        finally:
+            served.stop()
+    local = Engine(str(demo_world.paths.base), {n: str(demo_world.paths.adapters[n]) for n in ("lora-full", "lora-half")}, add_bos_token=True)
+    assert list(out[:3]) == [local.generate(prompt, max_new_tokens=4)[c] for c in local.columns]
+    cached = list((tmp_path / "hf" / "hub").glob("models--demo-user--tiny-mistral-lora-*"))
+    assert len(cached) == 2, "the adapters came through huggingface_hub's cache"

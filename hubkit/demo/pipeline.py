@@ -30,11 +30,10 @@ def run_demo(
     say: Callable[[str], None] = print,
     out: Callable[[str], None] = print,
     serve_seconds: float | None = None,
-    while_serving: Callable[[str], None] | None = None,
 ) -> dict:
     """Build the demo world in `workdir` and run the whole pipeline on it, ending with the Space
     serving on loopback: until Ctrl-C (`serve_seconds` None), for that many seconds, or not at
-    all (0). `while_serving(url)`, when given, runs while it serves (then the Space stops).
+    all (0).
 
     Progress goes to `say` (stderr in the CLI); where each output lies goes to `out` (stdout).
     Returns a dict of step name -> output location.
@@ -128,18 +127,16 @@ def run_demo(
         served = serve_space(build.out)
         outputs["space"] = served.url
 
-    say(f"== done in {time.perf_counter() - t0:.1f}s")
-    for key, value in outputs.items():
-        out(f"{key}\t{value}")
-    if served is not None:
-        try:
-            if while_serving is not None:
-                while_serving(served.url)
-            else:
-                say(f"   the Space is serving on {served.url} " + ("until Ctrl-C" if serve_seconds is None else f"for {serve_seconds:g}s"))
-                served.process.wait(timeout=serve_seconds)
-        except (KeyboardInterrupt, subprocess.TimeoutExpired):
-            pass
-        finally:
+    try:  # from here on, Ctrl-C (or any error) still stops the Space it started
+        say(f"== done in {time.perf_counter() - t0:.1f}s")
+        for key, value in outputs.items():
+            out(f"{key}\t{value}")
+        if served is not None:
+            say(f"   the Space is serving on {served.url} " + ("until Ctrl-C" if serve_seconds is None else f"for {serve_seconds:g}s"))
+            served.process.wait(timeout=serve_seconds)
+    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+        pass
+    finally:
+        if served is not None:
             served.stop()
     return outputs
