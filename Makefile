@@ -4,6 +4,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+DEMO_ARGS ?=
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.hubkit-installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
@@ -21,7 +22,7 @@ $(STAMP): pyproject.toml
 	touch $@
 
 demo: $(STAMP)
-	$(OFFLINE) $(BIN)/hubkit demo --workdir hubkit-demo
+	$(OFFLINE) $(BIN)/hubkit demo --workdir hubkit-demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m pytest
