@@ -36,6 +36,12 @@ DEFAULT_RELATION: dict[str, str] = {
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^[A-Za-z0-9][\w.-]*$")
 
 
+def _check_repo_id(cls, v: str | None) -> str | None:
+    if v is not None and not _REPO_ID.match(v):
+        raise ValueError(f"expected a Hub repo id like 'owner/name', got {v!r}")
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -105,12 +111,7 @@ class Artifact(_Strict):
         description="JSON from `hubkit inspect --json` (plus optional base_params), read when the files are not at `path`, e.g. for a card without the weights at hand.",
     )
 
-    @field_validator("repo_id")
-    @classmethod
-    def _repo_id_shape(cls, v: str | None) -> str | None:
-        if v is not None and not _REPO_ID.match(v):
-            raise ValueError(f"expected a Hub repo id like 'owner/name', got {v!r}")
-        return v
+    _repo_id_shape = field_validator("repo_id")(_check_repo_id)
 
     @property
     def hub_relation(self) -> str:
@@ -229,12 +230,7 @@ class SpaceSettings(_Strict):
     hardware: str | None = Field(None, description="suggested_hardware for the Space, e.g. 'zero-a10g' or 'cpu-basic'.")
     private: bool = Field(False, description="Create the Space private.")
 
-    @field_validator("repo_id")
-    @classmethod
-    def _repo_id_shape(cls, v: str | None) -> str | None:
-        if v is not None and not _REPO_ID.match(v):
-            raise ValueError(f"expected a Hub repo id like 'owner/name', got {v!r}")
-        return v
+    _repo_id_shape = field_validator("repo_id")(_check_repo_id)
 
 
 class Manifest(_Strict):
