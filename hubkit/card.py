@@ -25,6 +25,7 @@ import yaml
 from . import __version__
 from .errors import CardError
 from .manifest import Artifact, Claim, Manifest
+from .portable import portable_command
 
 CARD_TEMPLATES = {
     "adapter": "card/adapter.md.j2",
@@ -646,7 +647,7 @@ def _reproduce_view(manifest: Manifest, name: str | None, records: list) -> list
                 "pins": [f"{k}{v}" for k, v in setup.pins.items()],
                 "documented": setup.command,
                 "hubkit": f"hubkit eval --setup {setup_name}" + (f" --artifact {name}" if name else ""),
-                "recorded": (run.provenance.get("command") if run else None),
+                "recorded": portable_command(run.provenance["command"], manifest.root) if run and run.provenance.get("command") else None,
                 "run_id": run.run_id if run else None,
                 "strategy": run.provenance.get("strategy") if run else None,
                 "fallback_reason": run.provenance.get("fallback_reason") if run else None,

@@ -30,6 +30,7 @@ from pathlib import Path
 from . import __version__
 from .errors import PublishError
 from .hub import client
+from .portable import machine_paths, portable
 from .manifest import Artifact, Manifest
 
 RECORD = "hubkit-publish.json"
@@ -215,12 +216,29 @@ def card_and_records(manifest: Manifest, name: str, cards_dir: Path | None, runs
         out.append(LocalFile("results.png", None, card.chart))
     ctx = build_context(manifest, name, runs_dir)
     run_ids = []
+    places = machine_paths(manifest.root)
     for rec in ctx["_records"]:
         run_ids.append(rec.run_id)
         for p in sorted(rec.path.rglob("*")):
             if p.is_file() and p.suffix != ".py":
-                out.append(LocalFile(f"eval/{rec.run_id}/{p.relative_to(rec.path).as_posix()}", p))
+                rel = portable(p.relative_to(rec.path).as_posix(), places, mangled=True)
+                content = _portable_content(p, places)
+                out.append(LocalFile(f"eval/{rec.run_id}/{rel}", p if content is None else None, content))
     return out, sorted(run_ids)
+
+
+_TEXT_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml", ".log", ".txt", ".md")
+
+
+def _portable_content(path: Path, places: list[tuple[str, str]]) -> bytes | None:
+    """The file's bytes with machine paths replaced, or None when it names none (then it is
+    uploaded from disk as is)."""
+    if path.suffix not in _TEXT_SUFFIXES:
+        return None
+    data = path.read_bytes()
+    if not any(p.encode() in data or p.replace("/", "__").encode() in data for p, _ in places):
+        return None
+    return portable(data.decode("utf-8", errors="surrogateescape"), places, mangled=True).encode("utf-8", errors="surrogateescape")
 
 
 # -- the plan --------------------------------------------------------------------------------------

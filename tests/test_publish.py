@@ -214,3 +214,35 @@ def test_server_killed_mid_publish_leaves_no_partial_commit(world, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_published_run_records_name_no_local_paths(world, hub, tmp_path):
+    """Run records mention the adapter path lm-eval was given, the env's python and caches; what
+    is published says ./adapters/..., ~ or $HUBKIT_HOME instead, in file names and contents."""
+    from huggingface_hub import snapshot_download
+
+    from hubkit.eval import run_eval
+
+    data = yaml.safe_load((world / "hubkit.yaml").read_text())
+    data["evals"]["demo"].update(strategies=["fp32-lora"], limit=4, artifacts=["lora-half"], include_base=False)
+    (world / "hubkit.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    m = load_manifest(world / "hubkit.yaml")
+    (outcome,) = run_eval(m)
+    local_text = "\n".join(p.read_text(errors="replace") for p in outcome.record.path.rglob("*.json"))
+    assert str(world) in local_text  # the local record does name the folders
+    publish(m, artifact="lora-half", endpoint=hub.url, token=TOKEN)
+    with hub_session(hub.url):
+        got = Path(snapshot_download("demo-user/tiny-mistral-lora-half", endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "dl"))
+    published = [p for p in got.rglob("*") if p.is_file()]
+    assert any(p.name == "provenance.json" for p in published)
+    machine = [str(world), str(world).replace("/", "__"), str(Path.home())]
+    for p in published:
+        rel = p.relative_to(got).as_posix()
+        assert not any(m_ in rel for m_ in machine), rel
+        if p.suffix in (".json", ".jsonl", ".yaml", ".log", ".md"):
+            text = p.read_text(errors="replace")
+            assert not any(m_ in text for m_ in machine), (rel, [m_ for m_ in machine if m_ in text])
+    prov = json.loads(next(p for p in published if p.name == "provenance.json").read_text())
+    assert "peft=./adapters/lora-half" in prov["command"]
+    # the local record is untouched (records are immutable)
+    assert str(world) in "\n".join(p.read_text(errors="replace") for p in outcome.record.path.rglob("*.json"))
