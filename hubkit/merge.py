@@ -51,7 +51,6 @@ _UNSUPPORTED = {
     "trainable_token_indices": "adapters with trainable tokens (trainable_token_indices)",
     "layer_replication": "adapters with layer_replication",
 }
-_HUB_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "*.jinja", "*.model", "*.txt"]
 _QUEUE_DEPTH = 3
 
 
@@ -133,15 +132,11 @@ class MergePlan:
         return sum(t.out_bytes for t in self.tensors)
 
 
-def resolve_source(ref: str | Path, revision: str | None, what: str, endpoint: str | None = None) -> Path:
-    """A local folder as is; a Hub id through huggingface_hub's cache (see hub.client.resolve)."""
-    return _resolve(ref, revision, what, endpoint).path
-
-
 def _resolve(ref, revision, what, endpoint):
+    """A local folder as is; a Hub id through huggingface_hub's cache (see hub.client.resolve)."""
     from .hub.client import resolve
 
-    return resolve(ref, revision=revision, what=what, allow_patterns=_HUB_PATTERNS, endpoint=endpoint, error=MergeError)
+    return resolve(ref, revision=revision, what=what, endpoint=endpoint, error=MergeError)
 
 
 def _read_json(path: Path, what: str) -> dict:

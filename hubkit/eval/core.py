@@ -105,10 +105,6 @@ def _tf_major(env: envs.EvalEnv) -> int:
         return 0
 
 
-# Files a Hub base is fetched with: weights, configs, tokenizer (no pickles, no other formats).
-MODEL_PATTERNS = ["*.safetensors", "*.safetensors.index.json", "*.json", "*.jinja", "*.model", "*.txt", "*.tiktoken"]
-
-
 # -- what to evaluate ------------------------------------------------------------------------
 
 
@@ -459,7 +455,7 @@ def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, i
     outcomes = []
     for subject in subjects:
         if not Path(subject.base).is_dir() and looks_like_repo_id(subject.base):
-            subject.source = resolve(subject.base, revision=subject.base_revision, what=f"{subject.name}: base model", allow_patterns=MODEL_PATTERNS, endpoint=endpoint, error=EvalError)
+            subject.source = resolve(subject.base, revision=subject.base_revision, what=f"{subject.name}: base model", endpoint=endpoint, error=EvalError)
             say(f"   {subject.name}: base {subject.base} at {subject.source.commit or subject.base_revision or 'main'} ({subject.source.path})")
         weights = _weights(subject)
         strategies = ["base"] if subject.artifact is None else list(setup.strategies)

@@ -20,6 +20,10 @@ from urllib.parse import urlparse
 
 from ..errors import HubkitError
 
+# What a model (base, adapter or checkpoint) is fetched with: weights, configs, tokenizer files.
+# No pickled weights, no other formats.
+MODEL_PATTERNS = ("*.safetensors", "*.safetensors.index.json", "*.json", "*.jinja", "*.model", "*.txt", "*.tiktoken")
+
 _HEX40 = re.compile(r"[0-9a-f]{40}")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -88,7 +92,7 @@ def resolve(
     *,
     revision: str | None = None,
     what: str = "model",
-    allow_patterns: list[str] | None = None,
+    allow_patterns: tuple[str, ...] | None = MODEL_PATTERNS,
     endpoint: str | None = None,
     error: type[HubkitError] = HubkitError,
 ) -> Source:
@@ -107,7 +111,7 @@ def resolve(
     endpoint = effective_endpoint(endpoint)
     with hub_session(endpoint, error=error, need_network=False):
         try:
-            folder = Path(snapshot_download(ref, revision=revision, allow_patterns=allow_patterns, endpoint=endpoint))
+            folder = Path(snapshot_download(ref, revision=revision, allow_patterns=list(allow_patterns) if allow_patterns else None, endpoint=endpoint))
         except RepositoryNotFoundError:
             raise error(f"{what} {ref}: no such repo on {endpoint} (or the token cannot see it)", hint="Check the id; for a private repo set HF_TOKEN.") from None
         except RevisionNotFoundError:
