@@ -306,6 +306,15 @@ def hub_serve(root: Path, port: int, token: str | None) -> None:
     serve(root, port=port, token=token)
 
 
+def _print_push(result, dry_run: bool, as_json: bool) -> None:
+    """What publish and space deploy print: the plans as JSON, or one `repo<TAB>commit` line per repo."""
+    if as_json:
+        _print_json({"dry_run": dry_run, "plans": [p.to_dict() for p in result.plans], "commits": result.commits, "tags": result.tags})
+    elif not dry_run:
+        for repo, sha in result.commits.items():
+            click.echo(f"{repo}\t{sha or 'unchanged'}")
+
+
 @cli.command()
 @MANIFEST_OPTION
 @click.option("--artifact", help="Publish only this artifact (default: every artifact with a repo_id).")
@@ -337,11 +346,7 @@ def publish(manifest: Path, artifact, dry_run, endpoint, private, revision, crea
         m, artifact=artifact, endpoint=endpoint, dry_run=dry_run, private=private, revision=revision, create_pr=create_pr,
         message=message, allow_pickle=allow_pickle, force=force, runs_dir=runs_dir, say=(lambda _m: None) if as_json else _err,
     )
-    if as_json:
-        _print_json({"dry_run": dry_run, "plans": [p.to_dict() for p in result.plans], "commits": result.commits, "tags": result.tags})
-    elif not dry_run:
-        for repo, sha in result.commits.items():
-            click.echo(f"{repo}\t{sha or 'unchanged'}")
+    _print_push(result, dry_run, as_json)
 
 
 @cli.group()
@@ -424,11 +429,7 @@ def space_deploy(manifest: Path, repo_id, endpoint, dry_run, private, runs_dir, 
         load_manifest(manifest), repo_id=repo_id, endpoint=endpoint, dry_run=dry_run, private=private, runs_dir=runs_dir,
         say=(lambda _m: None) if as_json else _err,
     )
-    if as_json:
-        _print_json({"dry_run": dry_run, "plans": [p.to_dict() for p in result.plans], "commits": result.commits, "tags": result.tags})
-    elif not dry_run:
-        for repo, sha in result.commits.items():
-            click.echo(f"{repo}\t{sha or 'unchanged'}")
+    _print_push(result, dry_run, as_json)
 
 
 @cli.command()
