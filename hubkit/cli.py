@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -403,12 +402,7 @@ def space_serve(manifest: Path, port, out, seconds, runs_dir) -> None:
     served = serve_space(b.out, port=port)
     click.echo(served.url)
     _err("serving; Ctrl-C stops it" if seconds is None else f"serving for {seconds:g}s")
-    try:
-        served.process.wait(timeout=seconds)
-    except (KeyboardInterrupt, subprocess.TimeoutExpired):
-        pass
-    finally:
-        served.stop()
+    served.wait(seconds)
 
 
 @space.command("deploy")

@@ -201,6 +201,15 @@ class Served:
     process: subprocess.Popen
     log: Path
 
+    def wait(self, seconds: float | None = None) -> None:
+        """Serve until Ctrl-C, `seconds` (None: no limit) or the app exiting; then stop it."""
+        try:
+            self.process.wait(timeout=seconds)
+        except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            pass
+        finally:
+            self.stop()
+
     def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
@@ -224,8 +233,8 @@ def serve_space(folder: str | Path, *, port: int | None = None, timeout: float =
     child.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     child.update(env or {})
     log = folder / "serve.log"
-    fh = open(log, "wb")
-    proc = subprocess.Popen([sys.executable, "app.py"], cwd=folder, env=child, stdout=fh, stderr=subprocess.STDOUT)
+    with open(log, "wb") as fh:  # the child keeps its own copy of the handle
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=folder, env=child, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -7,7 +7,6 @@ in a few minutes with no network and no GPU.
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from pathlib import Path
 from typing import Callable
@@ -133,8 +132,8 @@ def run_demo(
             out(f"{key}\t{value}")
         if served is not None:
             say(f"   the Space is serving on {served.url} " + ("until Ctrl-C" if serve_seconds is None else f"for {serve_seconds:g}s"))
-            served.process.wait(timeout=serve_seconds)
-    except (KeyboardInterrupt, subprocess.TimeoutExpired):
+            served.wait(serve_seconds)
+    except KeyboardInterrupt:  # while the outputs were being printed
         pass
     finally:
         if served is not None:
