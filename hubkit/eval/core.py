@@ -357,20 +357,25 @@ def _portable_tokenizer(path: Path) -> None:
 # -- weights identity ---------------------------------------------------------------------------
 
 
-def _weights(subject: Subject) -> dict:
-    out: dict = {}
+def _base_weights(subject: Subject) -> dict:
+    """Where the base is and the sha256 of its weights (read once per eval run: every subject
+    of a setup shares it)."""
     base = Path(subject.base)
     if base.is_dir():
         facts = inspect_checkpoint(base)
-        out["base"] = {"path": str(base), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
-    else:
-        out["base"] = {"repo_id": subject.base, "revision": subject.base_revision}
-        if subject.source is not None:
-            src = subject.source
-            out["base"].update(src.provenance())
-            out["base"]["sha256"] = {f: h for f, h in sorted(src.lfs_sha256.items()) if f.endswith(".safetensors")} or {
-                f.path: f.sha256 for f in inspect_checkpoint(src.path).files if f.path.endswith(".safetensors")
-            }
+        return {"path": str(base), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
+    out = {"repo_id": subject.base, "revision": subject.base_revision}
+    if subject.source is not None:
+        src = subject.source
+        out.update(src.provenance())
+        out["sha256"] = {f: h for f, h in sorted(src.lfs_sha256.items()) if f.endswith(".safetensors")} or {
+            f.path: f.sha256 for f in inspect_checkpoint(src.path).files if f.path.endswith(".safetensors")
+        }
+    return out
+
+
+def _weights(subject: Subject, base: dict) -> dict:
+    out: dict = {"base": dict(base)}
     if subject.adapter:
         facts = inspect_adapter(subject.adapter)
         out["adapter"] = {"path": str(subject.adapter), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
@@ -453,11 +458,16 @@ def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, i
     subjects = subjects_for(manifest, setup, only, setup.include_base if include_base is None else include_base)
     clean_args, _, secrets = _common_args(setup, device)
     outcomes = []
+    bases: dict[tuple, tuple[Source | None, dict]] = {}  # (base, revision) -> fetched source, weights record
     for subject in subjects:
-        if not Path(subject.base).is_dir() and looks_like_repo_id(subject.base):
-            subject.source = resolve(subject.base, revision=subject.base_revision, what=f"{subject.name}: base model", endpoint=endpoint, error=EvalError)
-            say(f"   {subject.name}: base {subject.base} at {subject.source.commit or subject.base_revision or 'main'} ({subject.source.path})")
-        weights = _weights(subject)
+        key = (subject.base, subject.base_revision)
+        if key not in bases:
+            if not Path(subject.base).is_dir() and looks_like_repo_id(subject.base):
+                subject.source = resolve(subject.base, revision=subject.base_revision, what=f"{subject.name}: base model", endpoint=endpoint, error=EvalError)
+                say(f"   base {subject.base} at {subject.source.commit or subject.base_revision or 'main'} ({subject.source.path})")
+            bases[key] = (subject.source, _base_weights(subject))
+        subject.source = bases[key][0]
+        weights = _weights(subject, bases[key][1])
         strategies = ["base"] if subject.artifact is None else list(setup.strategies)
         cache_key = _digest(
             {
