@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.hubkit-installed
 OFFLINE := HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
 
-.PHONY: demo test docs install clean
+.PHONY: demo test docs install clean browser
 
 install: $(STAMP)
 
@@ -24,8 +24,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(OFFLINE) $(BIN)/hubkit demo --workdir hubkit-demo $(DEMO_ARGS)
 
-test: $(STAMP)
-	$(OFFLINE) $(BIN)/python -m pytest
+# The browser tests drive Debian's chromium: installed on first use (needs root or sudo).
+browser:
+	.ci/ensure-chromium
+
+# Built demo worlds are kept in the venv, keyed by what they depend on (`make clean` drops them).
+test: $(STAMP) browser
+	$(OFFLINE) HUBKIT_TEST_WORLD_CACHE=$(abspath $(VENV))/test-worlds $(BIN)/python -m pytest
 
 docs: $(STAMP)
 	$(BIN)/python -m hubkit.docs --write

@@ -99,7 +99,7 @@ def uv_binary() -> str:
         found = shutil.which("uv")
         if found:
             return found
-    raise EnvError("uv is not installed", hint="pip install uv (it ships with `hubkit[eval]`).")
+    raise EnvError("uv is not installed", hint="pip install uv (it ships with `hubkit-ml[eval]`).")
 
 
 def requirements_for(pins: dict[str, str], *, needs_4bit: bool) -> list[str]:
