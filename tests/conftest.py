@@ -46,6 +46,10 @@ def _isolated_state(tmp_path, monkeypatch):
 @pytest.fixture(scope="session")
 def demo_world(tmp_path_factory):
     """The demo world (tokenizer, tiny Mistral, two trained adapters, task, manifest), built once."""
-    from hubkit.demo.world import build_world
+    from hubkit.demo.world import build_world, cached_world
 
-    return build_world(tmp_path_factory.mktemp("demo") / "world")
+    dest = tmp_path_factory.mktemp("demo") / "world"
+    # `make test` keeps built worlds in .venv (HUBKIT_TEST_WORLD_CACHE): a world depends only
+    # on code and library versions, and building one trains three models
+    cache = os.environ.get("HUBKIT_TEST_WORLD_CACHE")
+    return cached_world(dest, cache) if cache else build_world(dest)

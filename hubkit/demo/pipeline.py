@@ -13,6 +13,22 @@ from typing import Callable
 
 from .world import build_world
 
+# The demo's local hub listens here, so the repo URLs it prints stay the same from run to run
+# (the `hubkit hub serve` default too). Taken by something else: any free port, and it says so.
+DEMO_HUB_PORT = 8765
+
+
+def _start_hub(root: Path, port: int, say: Callable[[str], None]):
+    from ..hub.server import LocalHub
+
+    try:
+        return LocalHub(root, port=port).start()
+    except OSError as exc:
+        if port == 0:
+            raise
+        say(f"   port {port} is busy ({exc.strerror}); the local hub takes a free port instead")
+        return LocalHub(root, port=0).start()
+
 
 def _offline_env() -> None:
     # Never let the demo reach for the network: the Hub is out of reach anyway, and Gradio and
@@ -29,13 +45,16 @@ def run_demo(
     say: Callable[[str], None] = print,
     out: Callable[[str], None] = print,
     serve_seconds: float | None = None,
+    hub_port: int = DEMO_HUB_PORT,
 ) -> dict:
     """Build the demo world in `workdir` and run the whole pipeline on it, ending with the Space
     serving on loopback: until Ctrl-C (`serve_seconds` None), for that many seconds, or not at
     all (0).
 
-    Progress goes to `say` (stderr in the CLI); where each output lies goes to `out` (stdout).
-    Returns a dict of step name -> output location.
+    The local hub the demo publishes to serves on `hub_port` (0: any free port) for as long as
+    the Space does, so the printed repo URLs open in a browser. Progress goes to `say` (stderr in
+    the CLI); where each output lies goes to `out` (stdout). Returns a dict of step name ->
+    output location.
     """
     _offline_env()
     from ..inspection import inspect_path
@@ -99,12 +118,12 @@ def run_demo(
         say(f"   {path}" + (f" ({len(problems)} problem(s): {'; '.join(problems)})" if problems else " (front matter parses back; every number backed by a run)"))
         outputs[f"card:{card.name}"] = str(path)
 
-    say("== 7. publish: both adapters and the merged sibling to a local Hub on loopback")
-    from ..hub.server import LocalHub
+    say("== 7. publish: the base, both adapters and the merged sibling to a local Hub on loopback")
     from ..publish import publish
 
-    hub = LocalHub(workdir / "hub").start()
-    try:
+    hub = _start_hub(workdir / "hub", hub_port, say)
+    served = None
+    try:  # from here on, Ctrl-C (or any error) still stops the hub and the Space
         result = publish(manifest, endpoint=hub.url, say=lambda m: [say(f"   {line}") for line in m.splitlines()])
         for plan in result.plans:
             outputs[f"repo:{plan.artifact}"] = f"{hub.url}/{plan.repo_id}"
@@ -115,27 +134,24 @@ def run_demo(
         deployed = deploy_space(manifest, endpoint=hub.url, say=lambda m: [say(f"   {line}") for line in m.splitlines()])
         for plan in deployed.plans:
             outputs["space-repo"] = f"{hub.url}/spaces/{plan.repo_id}"
-    finally:
-        hub.stop()
-    say(f"   the local hub's data is in {workdir / 'hub'}; serve it again with `hubkit hub serve --root {workdir / 'hub'}`")
+        if serve_seconds != 0:
+            build = build_space(manifest, workdir / "space", local=True)
+            say(f"   starting the Space from {build.out} (local weights) ...")
+            served = serve_space(build.out)
+            outputs["space"] = served.url
+        outputs["hub"] = hub.url
 
-    served = None
-    if serve_seconds != 0:
-        build = build_space(manifest, workdir / "space", local=True)
-        say(f"   starting the Space from {build.out} (local weights) ...")
-        served = serve_space(build.out)
-        outputs["space"] = served.url
-
-    try:  # from here on, Ctrl-C (or any error) still stops the Space it started
         say(f"== done in {time.perf_counter() - t0:.1f}s")
         for key, value in outputs.items():
             out(f"{key}\t{value}")
-        if served is not None:
-            say(f"   the Space is serving on {served.url} " + ("until Ctrl-C" if serve_seconds is None else f"for {serve_seconds:g}s"))
+        if serve_seconds != 0:
+            say(f"   the local hub is serving on {hub.url} (open the repo URLs above) and the Space on {served.url}, " + ("until Ctrl-C" if serve_seconds is None else f"for {serve_seconds:g}s"))
+            say(f"   later, `hubkit hub serve --root {workdir / 'hub'} --port {hub.url.rsplit(':', 1)[1]}` serves the hub again")
             served.wait(serve_seconds)
     except KeyboardInterrupt:  # while the outputs were being printed
         pass
     finally:
         if served is not None:
             served.stop()
+        hub.stop()
     return outputs
