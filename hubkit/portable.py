@@ -13,7 +13,10 @@ from pathlib import Path
 
 
 def machine_paths(root: Path) -> list[tuple[str, str]]:
-    """(absolute path, portable label) pairs, the most specific first."""
+    """(absolute path, portable label) pairs, the most specific first. This interpreter (the
+    `--env current` evals ran with it) becomes `python`, its environment `$VIRTUAL_ENV`."""
+    import sys
+
     from huggingface_hub import constants
 
     from .eval.envs import hubkit_home
@@ -21,8 +24,11 @@ def machine_paths(root: Path) -> list[tuple[str, str]]:
     pairs = [(root.resolve(), "."), (Path(constants.HF_HUB_CACHE).resolve(), "$HF_HUB_CACHE"), (hubkit_home().resolve(), "$HUBKIT_HOME"), (Path.home().resolve(), "~")]
     if root.absolute() != root.resolve():
         pairs.append((root.absolute(), "."))
+    pairs.append((Path(sys.executable), "python"))
+    if sys.prefix != sys.base_prefix:  # a virtualenv (a system prefix like /usr is no label's)
+        pairs.append((Path(sys.prefix), "$VIRTUAL_ENV"))
     out = [(str(p), label) for p, label in pairs if str(p) not in ("/", "")]
-    return sorted(out, key=lambda x: -len(x[0]))
+    return sorted(dict(out).items(), key=lambda x: -len(x[0]))
 
 
 def portable(text: str, places: list[tuple[str, str]], *, mangled: bool = False) -> str:
