@@ -153,7 +153,7 @@ def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, r
     if as_json:
         from .eval.summary import summary_rows
 
-        _print_json({"runs": [{"subject": o.subject, "run_id": o.record.run_id, "cached": o.cached, "path": str(o.record.path), "strategy": o.record.provenance["strategy"], "fallback_reason": o.record.provenance["fallback_reason"]} for o in outcomes], "results": summary_rows(m, records)})
+        _print_json({"runs": [{"subject": o.subject, "setup": o.record.setup, "run_id": o.record.run_id, "cached": o.cached, "path": str(o.record.path), "strategy": o.record.strategy, "fallback_reason": o.record.fallback_reason} for o in outcomes], "results": summary_rows(m, records)})
     else:
         from .eval.summary import format_summary
 
@@ -163,46 +163,86 @@ def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, r
 @cli.group(invoke_without_command=True)
 @MANIFEST_OPTION
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records folder (default: runs/ beside the manifest).")
+@click.option("--all-rows", is_flag=True, help="Also list every subtask of a group (default: headlines only).")
+@JSON_OPTION
 @click.pass_context
-def runs(ctx, manifest: Path, runs_dir: Path | None) -> None:
-    """List recorded eval runs; `hubkit runs compare A B` compares two of them."""
+def runs(ctx, manifest: Path, runs_dir: Path | None, all_rows: bool, as_json: bool) -> None:
+    """List recorded eval runs: setup, subject, strategy, and each task's numbers.
+
+    \b
+    hubkit runs compare A B      paired test of two runs on their shared documents
+    hubkit runs import FILE ...  record an lm-eval results file made elsewhere
+    """
     ctx.ensure_object(dict)
     ctx.obj["runs_dir"] = runs_dir or (manifest.resolve().parent / "runs")
-    if ctx.invoked_subcommand is None:
-        from .eval import list_records
+    if ctx.invoked_subcommand is not None:
+        return
+    from .eval.records import RunStore
+    from .report import format_runs, runs_json
 
-        records = list_records(ctx.obj["runs_dir"])
-        if not records:
-            _err(f"no run records in {ctx.obj['runs_dir']}")
-            return
-        for r in records:
-            p = r.provenance
-            click.echo(f"{r.run_id}\t{p['status']}\t{p['subject']}\t{p['strategy'] or '-'}\t{p['duration_s']}s")
+    store = RunStore(ctx.obj["runs_dir"])
+    records = store.records()
+    if as_json:
+        _print_json(runs_json(records, store.problems))
+    elif not records and not store.problems:
+        _err(f"no run records in {ctx.obj['runs_dir']}")
+    else:
+        click.echo(format_runs(records, all_rows=all_rows))
+    for problem in store.problems:
+        _err(f"warning: damaged record: {problem}")
 
 
 @runs.command("compare")
 @click.argument("run_a")
 @click.argument("run_b")
-@click.option("--metric", default="acc", show_default=True, help="Per-sample metric to compare.")
+@click.option("--metric", default="acc", show_default=True, help="Per-sample metric to compare (acc, acc_norm, exact_match...).")
+@click.option("--filter", "filter_", help="The filter whose per-sample results to compare (e.g. strict-match for gsm8k); needed when a task has several.")
 @click.option("--iterations", default=10000, show_default=True, help="Paired bootstrap resamples.")
 @JSON_OPTION
 @click.pass_context
-def runs_compare(ctx, run_a: str, run_b: str, metric: str, iterations: int, as_json: bool) -> None:
+def runs_compare(ctx, run_a: str, run_b: str, metric: str, filter_: str | None, iterations: int, as_json: bool) -> None:
     """Compare two runs on their shared tasks with paired tests over per-sample results.
 
     RUN_A and RUN_B are run ids (a unique prefix is enough) or record folders. For each task
     both ran, documents are matched by hash and the difference B - A gets a paired bootstrap
-    95% CI and an exact McNemar test: stronger evidence than comparing two stderrs.
+    95% CI (and an exact McNemar test for right/wrong metrics): stronger evidence than comparing
+    two stderrs. Runs with different few-shot or task configs are refused; different lm-eval
+    versions or limits are warned about.
     """
     from .eval.compare import compare_runs, format_comparison
-    from .eval.records import resolve_record
+    from .eval.records import RunStore
 
-    runs_dir = ctx.obj["runs_dir"]
-    result = compare_runs(resolve_record(runs_dir, run_a), resolve_record(runs_dir, run_b), metric=metric, iterations=iterations)
+    store = RunStore(ctx.obj["runs_dir"])
+    result = compare_runs(store.resolve(run_a), store.resolve(run_b), metric=metric, filter=filter_, iterations=iterations)
     if as_json:
         _print_json(result)
     else:
         click.echo(format_comparison(result))
+
+
+@runs.command("import")
+@click.argument("results_json", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--subject", required=True, help="Whose numbers these are: an artifact name, 'base', or a label.")
+@click.option("--setup", required=True, help="The eval setup name to file them under (one of the manifest's, or a new label).")
+@click.option("--samples", multiple=True, type=click.Path(path_type=Path), help="lm-eval's samples_*.jsonl (files or a folder), for paired comparisons. Repeatable.")
+@JSON_OPTION
+@click.pass_context
+def runs_import(ctx, results_json: Path, subject: str, setup: str, samples, as_json: bool) -> None:
+    """Record an lm-eval results file made elsewhere (any lm-eval since 0.3) as an imported run.
+
+    The file is copied into a sealed record with the provenance it carries (lm-eval and
+    transformers versions, model args, git hash, date); cards, `hubkit runs` and the Space show
+    its numbers marked as imported.
+    """
+    from .eval.imports import import_results
+    from .eval.records import RunStore
+
+    record = import_results(RunStore(ctx.obj["runs_dir"]), results_json, subject=subject, setup=setup, samples=list(samples))
+    if as_json:
+        _print_json({"run_id": record.run_id, "path": str(record.path), "rows": [r.model_dump() for r in record.rows]})
+    else:
+        _err(f"imported {len(record.rows)} numbers from {results_json} (lm-eval {record.lm_eval_version})")
+        click.echo(record.run_id)
 
 
 @cli.command()
@@ -435,14 +475,16 @@ def space_deploy(manifest: Path, repo_id, endpoint, dry_run, private, runs_dir, 
     help="Where the demo world and every output go.",
 )
 @click.option("--rebuild", is_flag=True, help="Rebuild the demo world even if it exists.")
-@click.option("--serve-seconds", type=float, help="Serve the Space this long at the end (default: until Ctrl-C; 0 skips serving).")
-def demo(workdir: Path, rebuild: bool, serve_seconds) -> None:
+@click.option("--serve-seconds", type=float, help="Serve the hub and the Space this long at the end (default: until Ctrl-C; 0 skips serving).")
+@click.option("--hub-port", type=int, default=8765, show_default=True, help="Port of the demo's local hub on 127.0.0.1 (0: any free port; a busy port falls back to a free one).")
+def demo(workdir: Path, rebuild: bool, serve_seconds, hub_port: int) -> None:
     """Build a tiny offline world (model, adapters, data) and run the whole pipeline on it:
     inspect, eval (4-bit + LoRA with fallback), merge, card, publish to a local hub, and the
-    side-by-side Space, which keeps serving on 127.0.0.1 until Ctrl-C."""
+    side-by-side Space. At the end the hub (open the printed repo URLs) and the Space keep
+    serving on 127.0.0.1 until Ctrl-C."""
     from .demo.pipeline import run_demo
 
-    run_demo(workdir, rebuild=rebuild, say=_err, out=click.echo, serve_seconds=serve_seconds)
+    run_demo(workdir, rebuild=rebuild, say=_err, out=click.echo, serve_seconds=serve_seconds, hub_port=hub_port)
 
 
 # -- entry point ------------------------------------------------------------------------------

@@ -142,22 +142,40 @@ class Dataset(_Strict):
 
 
 class DataOverride(_Strict):
-    """Point an lm-eval task at local files while keeping its prompt, targets and metrics."""
+    """Point an lm-eval task (or group) at local files while keeping its prompt, targets and metrics."""
 
     format: Literal["json", "parquet", "csv"] = Field("json", description="File format of the local data (JSON lines for json).")
-    files: dict[Literal["train", "validation", "test"], str] = Field(
+    files: dict[str, str] = Field(
         min_length=1,
-        description="Split (train, validation, test) -> file path, relative to the manifest. Rows use the task's own schema (e.g. ARC's question/choices/answerKey).",
+        description="Split name -> file path, relative to the manifest. Split names are the task's own (ARC: train, validation, test; MMLU: test, dev, validation). Rows use the task's own schema (e.g. ARC's question/choices/answerKey).",
+    )
+    subtask_column: str | None = Field(
+        None,
+        description="For a group (e.g. mmlu) given as one set of files: the column naming each row's subtask (its dataset_name, e.g. MMLU's `subject`, or the task name).",
     )
     hub_id: str | None = Field(
         None, description="The Hub dataset these files are a copy of, if they are (named in the card's model-index); leave unset for other data."
     )
 
+    @field_validator("files")
+    @classmethod
+    def _split_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for split in v:
+            if not re.fullmatch(r"[\w.\-]+", split):
+                raise ValueError(f"split name {split!r}: expected a name like test, dev or validation")
+        return v
+
+
+_METRIC = re.compile(r"^[\w.\-]+(,[\w.\- ]+)?$")
+
 
 class EvalSetup(_Strict):
     tasks: list[str] = Field(min_length=1, description="lm-eval task names, e.g. ['arc_challenge'].")
     num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples (lm-eval --num_fewshot).")
-    metrics: list[str] = Field(default_factory=lambda: ["acc", "acc_norm"], description="Metrics to report.")
+    metrics: list[str] = Field(
+        default_factory=lambda: ["acc", "acc_norm"],
+        description="Metrics to report: a name (every filter of it, e.g. exact_match) or name,filter as lm-eval writes it (exact_match,strict-match).",
+    )
     batch_size: int | str = Field(1, description="lm-eval --batch_size (an integer or 'auto').")
     limit: int | float | None = Field(None, description="lm-eval --limit: first N docs, or a fraction.")
     strategies: list[Strategy] = Field(
@@ -175,14 +193,26 @@ class EvalSetup(_Strict):
     model_args: dict[str, Scalar] = Field(
         default_factory=dict, description="Extra lm-eval model_args (dtype, add_bos_token, trust_remote_code...)."
     )
+    gen_kwargs: dict[str, Scalar] = Field(
+        default_factory=dict, description="lm-eval --gen_kwargs for generation tasks (max_gen_toks, temperature, do_sample...)."
+    )
     include_path: str | None = Field(None, description="Directory of extra lm-eval task YAMLs (relative to the manifest).")
-    data: dict[str, DataOverride] = Field(default_factory=dict, description="Task name -> local data override.")
+    data: dict[str, DataOverride] = Field(default_factory=dict, description="Task (or group, or a group's subtask) name -> local data.")
     artifacts: list[str] | None = Field(None, description="Artifacts to evaluate; default: every adapter.")
     include_base: bool = Field(True, description="Also evaluate the bare base model as the baseline.")
     command: str | None = Field(None, description="The lm-eval command as a card documents it, kept verbatim.")
     exclude_newer: str | None = Field(
         None, description="Build the pinned environment from releases up to this date (uv --exclude-newer), e.g. '2025-03-01'."
     )
+
+
+    @field_validator("metrics")
+    @classmethod
+    def _metric_names(cls, v: list[str]) -> list[str]:
+        for m in v:
+            if not _METRIC.fullmatch(m):
+                raise ValueError(f"metric {m!r}: expected a name like acc_norm, or name,filter like exact_match,strict-match")
+        return v
 
 
 class Claim(_Strict):
@@ -271,9 +301,6 @@ class Manifest(_Strict):
             for art in setup.artifacts or []:
                 if art not in self.artifacts:
                     problems.append(f"evals.{name}.artifacts: no artifact named {art!r}")
-            for task in setup.data:
-                if task not in setup.tasks:
-                    problems.append(f"evals.{name}.data.{task}: not one of this setup's tasks ({', '.join(setup.tasks)})")
         for name in self.space.adapters or []:
             if name not in self.artifacts:
                 problems.append(f"space.adapters: no artifact named {name!r}")

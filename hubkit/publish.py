@@ -29,6 +29,7 @@ from pathlib import Path
 
 from . import __version__
 from .errors import PublishError
+from .eval.records import SEAL, portable_seal
 from .hub import client
 from .portable import machine_paths, portable
 from .manifest import Artifact, Manifest
@@ -208,22 +209,25 @@ def _scan_for_secrets(files: list[LocalFile], token: str | None) -> None:
 
 def card_and_records(manifest: Manifest, name: str, cards_dir: Path | None, runs_dir: Path) -> tuple[list[LocalFile], list[str]]:
     """The rendered card (README.md, results.png) and the run records that back it (eval/<run-id>/...)."""
-    from .card import build_context, render_card
+    from .card import render_card
 
     card = render_card(manifest, name, runs_dir=runs_dir)
     out = [LocalFile("README.md", None, card.text.encode())]
     if card.chart is not None:
         out.append(LocalFile("results.png", None, card.chart))
-    ctx = build_context(manifest, name, runs_dir)
     run_ids = []
     places = machine_paths(manifest.root)
-    for rec in ctx["_records"]:
+    for rec in card.records:
         run_ids.append(rec.run_id)
+        sealed = {}
         for p in sorted(rec.path.rglob("*")):
-            if p.is_file() and p.suffix != ".py":
+            if p.is_file() and p.suffix != ".py" and p.name != SEAL:
                 rel = portable(p.relative_to(rec.path).as_posix(), places, mangled=True)
                 content = _portable_content(p, places)
                 out.append(LocalFile(f"eval/{rec.run_id}/{rel}", p if content is None else None, content))
+                sealed[rel] = content if content is not None else p
+        # the published copy names no machine path, so it carries a seal of its own
+        out.append(LocalFile(f"eval/{rec.run_id}/{SEAL}", None, portable_seal(rec.path, sealed)))
     return out, sorted(run_ids)
 
 

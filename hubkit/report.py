@@ -64,3 +64,43 @@ def format_facts(facts: AdapterFacts | CheckpointFacts) -> str:
             lines.append(f"merged from:       {facts.merge_record.get('adapter', '?')} into {facts.merge_record.get('base', '?')}")
     lines += _files(facts)
     return "\n".join(lines)
+
+
+def _num(x: float | None, se: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.4f}" + (f" ± {se:.4f}" if se is not None else "")
+
+
+def format_runs(records, *, all_rows: bool = False) -> str:
+    """`hubkit runs`: a line per (run, headline number); a group's subtasks only with all_rows."""
+    header = ("run", "status", "setup", "subject", "strategy", "task", "shots", "metric", "value ± stderr")
+    lines: list[tuple[str, ...]] = [header]
+    for rec in records:
+        strategy = "imported" if rec.origin == "imported" else (rec.strategy or "-")
+        base = (rec.run_id, rec.status, rec.setup, rec.subject, strategy)
+        shown = [r for r in rec.rows if all_rows or r.is_group or r.group is None or not any(g.is_group and g.task == r.group for g in rec.rows)]
+        if not shown:
+            reason = "" if rec.ok else (rec.fallback_reason or "failed")
+            lines.append((*base, reason[:60], "", "", ""))
+        for r in shown:
+            task = ("- " if r.group and not r.is_group else "") + r.task
+            value = _num(r.value, r.stderr) if r.value is not None else f"unavailable ({r.unavailable})"
+            lines.append((*base, task, "" if r.num_fewshot is None else str(r.num_fewshot), r.metric_label, value))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in lines)
+
+
+def runs_json(records, problems: list[str]) -> dict:
+    """`hubkit runs --json`: each record's identity and result rows, and damaged records."""
+    return {
+        "runs": [
+            {
+                "run_id": r.run_id, "status": r.status, "origin": r.origin, "setup": r.setup, "subject": r.subject,
+                "strategy": r.strategy, "started_at": r.started_at, "duration_s": r.duration_s, "lm_eval_version": r.lm_eval_version,
+                "sealed": r.sealed, "path": str(r.path), "rows": [row.model_dump() for row in r.rows],
+            }
+            for r in records
+        ],
+        "damaged": problems,
+    }

@@ -86,12 +86,12 @@ def _mc_examples(manifest: Manifest, setup_name: str | None, limit: int = 6) -> 
 
 
 def _results(manifest: Manifest, runs_dir: Path, setup_name: str | None) -> list[dict]:
-    from .card import _latest_records
+    from .eval.records import RunStore
     from .eval.summary import summary_rows
 
     if not runs_dir.is_dir():
         return []
-    records = [r for r in _latest_records(runs_dir) if setup_name is None or r.provenance.get("setup") == setup_name]
+    records = RunStore(runs_dir).latest(setup=setup_name)
     setup = manifest.evals.get(setup_name or "")
     return summary_rows(manifest, records, list(setup.metrics) if setup and setup.metrics else None)
 

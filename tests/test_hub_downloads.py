@@ -87,14 +87,13 @@ def test_eval_fetches_a_hub_base_and_records_its_commit(hub_with_models, demo_wo
     by = {o.subject: o.record for o in outcomes}
     assert set(by) == {"base", "lora-full"}
     for rec in by.values():
-        p = rec.provenance
-        assert p["status"] == "ok", p
-        base = p["weights"]["base"]
+        assert rec.status == "ok", rec.attempts
+        base = rec.weights["base"]
         assert base["repo_id"] == ids["base"] and base["commit"] == heads["base"]
         # the sha256 the cache knows (blob names) is the file's real sha256
         assert base["sha256"] == {"model.safetensors": sha256_file(demo_world.paths.base / "model.safetensors")}
         # lm-eval was told the exact commit, so the recorded command reproduces this run
-        assert f"revision={heads['base']}" in p["command"]
+        assert f"revision={heads['base']}" in rec.command
 
     with pytest.raises(EvalError, match="no such repo"):
         for art in data["artifacts"].values():

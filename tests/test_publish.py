@@ -234,7 +234,7 @@ def test_published_run_records_name_no_local_paths(world, hub, tmp_path):
     with hub_session(hub.url):
         got = Path(snapshot_download("demo-user/tiny-mistral-lora-half", endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "dl"))
     published = [p for p in got.rglob("*") if p.is_file()]
-    assert any(p.name == "provenance.json" for p in published)
+    assert any(p.name == "record.json" for p in published)
     machine = [str(world), str(world).replace("/", "__"), str(Path.home())]
     for p in published:
         rel = p.relative_to(got).as_posix()
@@ -242,7 +242,7 @@ def test_published_run_records_name_no_local_paths(world, hub, tmp_path):
         if p.suffix in (".json", ".jsonl", ".yaml", ".log", ".md"):
             text = p.read_text(errors="replace")
             assert not any(m_ in text for m_ in machine), (rel, [m_ for m_ in machine if m_ in text])
-    prov = json.loads(next(p for p in published if p.name == "provenance.json").read_text())
+    prov = json.loads(next(p for p in published if p.name == "record.json").read_text())
     assert "peft=./adapters/lora-half" in prov["command"]
     # the local record is untouched (records are immutable)
     assert str(world) in "\n".join(p.read_text(errors="replace") for p in outcome.record.path.rglob("*.json"))

@@ -4,6 +4,9 @@ Two runs on the same documents are not independent samples: comparing their stde
 overstates the uncertainty of the difference. Aligning the samples by document hash and testing
 the paired differences (bootstrap CI, exact McNemar for 0/1 metrics) gives the answer users
 need: "B beats A by 0.6 pp, 95% CI [-0.4, 1.6], p = 0.3".
+
+Runs are only compared when the comparison means something: the same few-shot and the same task
+config (otherwise it is refused), with a warning when lm-eval versions or limits differ.
 """
 
 from __future__ import annotations
@@ -67,25 +70,82 @@ def paired_bootstrap(diffs: list[float], iterations: int, seed: int = 0) -> tupl
     return low, high, p
 
 
-def compare_runs(a: RunRecord, b: RunRecord, *, metric: str = "acc", iterations: int = 10000, seed: int = 0) -> dict:
+def _shots(rec: RunRecord, task: str) -> int | None:
+    for row in rec.rows:
+        if row.task == task:
+            return row.num_fewshot
+    return rec.num_fewshot
+
+
+def _task_identity(rec: RunRecord, task: str):
+    """What defines a task's documents and prompts, without machine paths."""
+    facts = dict(rec.tasks.get(task) or {})
+    facts.pop("config", None)
+    override = facts.get("data_override")
+    if isinstance(override, dict):
+        facts["data_override"] = {
+            "source": sorted(override.get("source_sha256", {}).values()),
+            "files": sorted((v or {}).get("sha256", "") for v in (override.get("files") or {}).values() if isinstance(v, dict)),
+        }
+    facts.pop("lm_eval", None)
+    return facts
+
+
+def check_comparable(a: RunRecord, b: RunRecord, task: str) -> list[str]:
+    """Warnings for a comparison that is meaningful but not like for like. Raises EvalError when
+    the runs are not comparable on `task` (different few-shot or task config)."""
+    sa, sb = _shots(a, task), _shots(b, task)
+    if sa != sb:
+        raise EvalError(
+            f"task {task}: run {a.run_id} is {sa}-shot and run {b.run_id} is {sb}-shot; their per-document results are not comparable",
+            hint="Compare runs of the same setup (or of setups with the same few-shot).",
+        )
+    if a.origin == b.origin == "local" and _task_identity(a, task) != _task_identity(b, task):
+        raise EvalError(
+            f"task {task}: runs {a.run_id} and {b.run_id} used different task configs or data",
+            hint="Their documents or prompts differ: rerun both with the same setup.",
+        )
+    warnings = []
+    if (a.lm_eval_version or "?") != (b.lm_eval_version or "?"):
+        warnings.append(f"lm-eval versions differ ({a.lm_eval_version} vs {b.lm_eval_version}): prompts and defaults may differ")
+    if a.limit != b.limit:
+        warnings.append(f"limits differ ({a.limit} vs {b.limit}): only the documents both ran are compared")
+    return warnings
+
+
+def _select(samples: list[dict], task: str, filt: str | None) -> tuple[dict[str, dict], str]:
+    filters = sorted({str(s.get("filter", "none")) for s in samples})
+    if filt is None:
+        if len(filters) > 1:
+            raise EvalError(f"task {task}: its samples have several filters ({', '.join(filters)})", hint="Choose one with --filter.")
+        filt = filters[0] if filters else "none"
+    chosen = [s for s in samples if str(s.get("filter", "none")) == filt]
+    if not chosen:
+        raise EvalError(f"task {task}: no samples with filter {filt!r} (it has {', '.join(filters)})", hint="Choose one with --filter.")
+    return {_key(s): s for s in chosen}, filt
+
+
+def compare_runs(a: RunRecord, b: RunRecord, *, metric: str = "acc", filter: str | None = None, iterations: int = 10000, seed: int = 0) -> dict:
     """Compare run B against run A on every task both have per-sample results for.
 
-    Raises EvalError when the runs share no task or a task shares no document.
-    """
-    tasks = sorted(set(a.provenance.get("samples_files", {})) & set(b.provenance.get("samples_files", {})))
+    Raises EvalError when the runs share no task, a task shares no document, or the runs are not
+    comparable (different few-shot or task config)."""
+    tasks = sorted(set(a.samples_files) & set(b.samples_files))
     if not tasks:
         raise EvalError(f"runs {a.run_id} and {b.run_id} share no task with per-sample results")
-    out = {"run_a": a.run_id, "run_b": b.run_id, "subject_a": a.provenance.get("subject"), "subject_b": b.provenance.get("subject"), "metric": metric, "tasks": []}
+    out = {"run_a": a.run_id, "run_b": b.run_id, "subject_a": a.subject, "subject_b": b.subject, "metric": metric, "tasks": [], "warnings": []}
     for task in tasks:
-        sa = {_key(s): s for s in read_samples(a.samples_file(task))}
-        sb = {_key(s): s for s in read_samples(b.samples_file(task))}
+        warnings = check_comparable(a, b, task)
+        out["warnings"] += [f"{task}: {w}" for w in warnings]
+        sa, fa = _select(read_samples(a.samples_file(task)), task, filter)
+        sb, fb = _select(read_samples(b.samples_file(task)), task, filter or fa)
         shared = sorted(set(sa) & set(sb))
         if not shared:
             raise EvalError(f"task {task}: runs {a.run_id} and {b.run_id} share no document (different data or prompts?)")
         va = [_value(sa[k], metric) for k in shared]
         vb = [_value(sb[k], metric) for k in shared]
         if any(v is None for v in va + vb):
-            raise EvalError(f"task {task}: metric {metric!r} is missing from some samples", hint="Pick a per-sample metric with --metric (e.g. acc, acc_norm).")
+            raise EvalError(f"task {task}: metric {metric!r} is missing from some samples", hint="Pick a per-sample metric with --metric (e.g. acc, acc_norm, exact_match).")
         diffs = [y - x for x, y in zip(va, vb)]
         n = len(shared)
         mean_a, mean_b = sum(va) / n, sum(vb) / n
@@ -97,6 +157,7 @@ def compare_runs(a: RunRecord, b: RunRecord, *, metric: str = "acc", iterations:
         out["tasks"].append(
             {
                 "task": task,
+                "filter": fa,
                 "n": n,
                 "unmatched": len(set(sa) ^ set(sb)),
                 "mean_a": mean_a,
@@ -105,6 +166,8 @@ def compare_runs(a: RunRecord, b: RunRecord, *, metric: str = "acc", iterations:
                 "paired_stderr": sd / math.sqrt(n) if n else None,
                 "ci95": [low, high],
                 "p_bootstrap": p_boot,
+                "binary": binary,
+                "fraction": all(0.0 <= v <= 1.0 for v in va + vb),
                 "a_only": a_only,
                 "b_only": b_only,
                 "p_mcnemar": mcnemar_exact(a_only, b_only) if binary else None,
@@ -115,15 +178,22 @@ def compare_runs(a: RunRecord, b: RunRecord, *, metric: str = "acc", iterations:
 
 def format_comparison(result: dict) -> str:
     lines = [f"B = {result['run_b']} ({result['subject_b']})", f"A = {result['run_a']} ({result['subject_a']})", f"metric: {result['metric']}"]
+    for w in result.get("warnings", []):
+        lines.append(f"warning: {w}")
     for t in result["tasks"]:
         lo, hi = t["ci95"]
-        p = t["p_mcnemar"] if t["p_mcnemar"] is not None else t["p_bootstrap"]
-        test = "McNemar" if t["p_mcnemar"] is not None else "bootstrap"
-        lines.append(
-            f"{t['task']}: B - A = {100 * t['diff']:+.2f} pp (A {t['mean_a']:.4f}, B {t['mean_b']:.4f}; "
-            f"95% CI [{100 * lo:+.2f}, {100 * hi:+.2f}] pp; {test} p = {p:.3g}; n = {t['n']}; "
-            f"A right/B wrong {t['a_only']}, B right/A wrong {t['b_only']})"
-        )
+        label = t["task"] + (f" ({t['filter']})" if t.get("filter") not in (None, "none") else "")
+        if t["p_mcnemar"] is not None:
+            test = f"McNemar p = {t['p_mcnemar']:.3g}"
+            counts = f"A right/B wrong {t['a_only']}, B right/A wrong {t['b_only']}"
+        else:
+            test = f"bootstrap p = {t['p_bootstrap']:.3g}"
+            counts = f"A higher on {t['a_only']} documents, B higher on {t['b_only']}"
+        if t.get("fraction", True):  # a share: the difference reads best in percentage points
+            diff, ci = f"{100 * t['diff']:+.2f} pp", f"[{100 * lo:+.2f}, {100 * hi:+.2f}] pp"
+        else:
+            diff, ci = f"{t['diff']:+.4g}", f"[{lo:+.4g}, {hi:+.4g}]"
+        lines.append(f"{label}: B - A = {diff} (A {t['mean_a']:.4f}, B {t['mean_b']:.4f}; 95% CI {ci}; {test}; n = {t['n']}; {counts})")
         if t["unmatched"]:
             lines.append(f"  note: {t['unmatched']} documents appear in only one run and were left out")
     return "\n".join(lines)

@@ -4,11 +4,13 @@ For each subject (the base, then each adapter) the setup's load strategies are t
 the first that succeeds produces the numbers, and every failed attempt is kept with its reason.
 Every attempt runs lm-eval in a subprocess of the eval environment, so a bitsandbytes crash, a
 CUDA error or an OOM kill ends that attempt, not hubkit, and the fallback can run.
+
+What one setup shares (environment, device, task data, model args) lives in a `SetupContext`;
+how each load strategy becomes an lm-eval invocation lives in the `STRATEGIES` table.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import json
 import os
@@ -27,16 +29,21 @@ import yaml
 from .. import __version__
 from ..errors import EvalError
 from ..hub.client import Source, looks_like_repo_id, resolve
-from ..inspection import TOKENIZER_FILES, inspect_adapter, inspect_checkpoint, sha256_file
+from ..inspection import inspect_adapter, inspect_checkpoint, sha256_file
 from ..manifest import Artifact, EvalSetup, Manifest
-from ..secrets import redact, redact_text, split_secret_args
+from ..secrets import redact_text, split_secret_args
 from . import envs, taskdata
-from .records import PROVENANCE, RECORD_FORMAT, RunRecord, find_cached, freeze, load_record
+from .records import RECORD_FORMAT, Attempt, RunRecord, RunStore, now
+from .results import parse_results
 
 RUNNER_4BIT = Path(__file__).with_name("runner_4bit.py")
 BNB_KEYS = ("load_in_4bit", "load_in_8bit", "bnb_4bit_quant_type", "bnb_4bit_compute_dtype", "bnb_4bit_use_double_quant")
 _ERROR_LINE = re.compile(r"^(?P<type>[A-Za-z_][\w.]*(?:Error|Exception|Interrupt|Exit)):\s?(?P<msg>.*)$")
 _OOM = re.compile(r"out of memory|OutOfMemoryError|Cannot allocate memory", re.IGNORECASE)
+# A task's Hub dataset could not be read: every strategy would fail the same way.
+_NO_DATASET = re.compile(r"Couldn't reach '[^']+' on the Hub|OfflineModeIsEnabled|DatasetNotFoundError|Couldn't find (?:a )?(?:cache|dataset) for")
+DATASET_UNREACHABLE = "the task's dataset could not be fetched"
+Say = Callable[[str], None]
 
 
 @dataclass
@@ -59,22 +66,6 @@ class Subject:
 
 
 @dataclass
-class Attempt:
-    strategy: str
-    status: str  # ok | failed
-    seconds: float
-    command: list[str] | None = None
-    call: dict | None = None
-    exit_code: int | None = None
-    error_type: str | None = None
-    error: str | None = None
-    reason: str | None = None
-    log: str | None = None
-    log_tail: str | None = None
-    output_dir: str | None = None
-
-
-@dataclass
 class EvalOutcome:
     subject: str
     record: RunRecord
@@ -82,8 +73,46 @@ class EvalOutcome:
     attempts: list[Attempt] = field(default_factory=list)
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+@dataclass
+class SetupContext:
+    """What every subject of one eval setup shares."""
+
+    manifest: Manifest
+    name: str
+    setup: EvalSetup
+    env: envs.EvalEnv
+    env_kind: str
+    device: str
+    limit: int | float | None
+    include_path: Path | None  # the user's own task folder, if any
+    overrides: dict[str, dict]  # task -> local data facts (taskdata.override_facts)
+    task_facts: dict[str, dict]  # task -> fingerprint (config and data hashes)
+    model_args: dict  # lm-eval model_args with explicit defaults, no secrets, no bnb keys
+    bnb: dict
+    secrets: dict[str, str]
+    store: RunStore
+    say: Say
+    endpoint: str | None = None
+
+    @property
+    def lm_tasks(self) -> list[str]:
+        """The task names lm-eval is given (local-data copies renamed)."""
+        return taskdata.to_lm_eval_names(list(self.setup.tasks), self.overrides)
+
+    @property
+    def transformers_major(self) -> int:
+        try:
+            return int((self.env.version("transformers") or "0").split(".")[0])
+        except ValueError:
+            return 0
+
+
+@dataclass
+class Invocation:
+    """One attempt's process: argv, and for the hand-built 4-bit path the call it runs."""
+
+    argv: list[str]
+    call: dict | None = None
 
 
 def _digest(obj) -> str:
@@ -95,14 +124,6 @@ def _args_string(args: dict) -> str:
         return str(v) if not isinstance(v, bool) else ("True" if v else "False")
 
     return ",".join(f"{k}={fmt(v)}" for k, v in args.items())
-
-
-def _tf_major(env: envs.EvalEnv) -> int:
-    version = env.version("transformers") or "0"
-    try:
-        return int(version.split(".")[0])
-    except ValueError:
-        return 0
 
 
 # -- what to evaluate ------------------------------------------------------------------------
@@ -167,10 +188,22 @@ def task_fingerprint(manifest: Manifest, setup: EvalSetup, env: envs.EvalEnv, ov
     return found
 
 
-# -- strategies -> commands ------------------------------------------------------------------------
+def _all_tasks_local(tasks: list[str], include_path: Path | None) -> bool:
+    if not include_path or not include_path.is_dir():
+        return False
+    names = set()
+    for yml in include_path.rglob("*.yaml"):
+        cfg = taskdata.load_task_config(yml)
+        for key in ("task", "group"):
+            if isinstance(cfg.get(key), str):
+                names.add(cfg[key])
+    return set(tasks) <= names
 
 
-def _common_args(setup: EvalSetup, device: str) -> tuple[dict, dict, dict]:
+# -- strategies -> invocations ------------------------------------------------------------------
+
+
+def _model_args(setup: EvalSetup, device: str) -> tuple[dict, dict, dict]:
     """(model args for lm-eval, bnb settings, secrets) from the setup, with explicit defaults:
     dtype and add_bos_token are always stated, since lm-eval's defaults changed between versions."""
     clean, secrets = split_secret_args(dict(setup.model_args))
@@ -181,79 +214,93 @@ def _common_args(setup: EvalSetup, device: str) -> tuple[dict, dict, dict]:
     return clean, bnb, secrets
 
 
-def build_attempt(subject: Subject, strategy: str, setup: EvalSetup, env: envs.EvalEnv, device: str, out_dir: Path, merged_dir: Path | None, include_path: Path | None, limit, tasks: list[str] | None = None) -> tuple[list[str], dict | None]:
-    """The exact argv for one attempt (and, for the hand-built 4-bit path, its call spec).
-
-    `tasks` are the names lm-eval is given (local-data overrides renamed); default the setup's."""
-    tasks = list(tasks or setup.tasks)
-    common, bnb, _ = _common_args(setup, device)
-    args: dict = {}
-    call = None
-    revision = {"revision": subject.revision} if subject.revision else {}
-    if strategy == "base":
-        args = {"pretrained": subject.base, **revision, "tokenizer": subject.tokenizer, **common}
-    elif strategy == "merged-fp16":
-        args = {"pretrained": str(merged_dir), "tokenizer": subject.tokenizer, **common}
-    elif strategy in ("bf16-lora", "fp32-lora"):
-        args = {"pretrained": subject.base, **revision, "peft": str(subject.adapter), "tokenizer": subject.tokenizer, **common}
-        args["dtype"] = "bfloat16" if strategy == "bf16-lora" else "float32"
-    elif strategy == "4bit-lora":
-        compute = str(bnb.get("bnb_4bit_compute_dtype") or common["dtype"])
-        quant = {
-            "bnb_4bit_quant_type": str(bnb.get("bnb_4bit_quant_type") or "nf4"),
-            "bnb_4bit_compute_dtype": compute,
-            "bnb_4bit_use_double_quant": bool(bnb.get("bnb_4bit_use_double_quant", True)),
-        }
-        if _tf_major(env) < 5:
-            # The form older cards document: flat kwargs that transformers < 5 still accepts.
-            args = {"pretrained": subject.base, **revision, "peft": str(subject.adapter), "tokenizer": subject.tokenizer, **common, "load_in_4bit": True, **quant}
-        else:
-            include_defaults = not _all_tasks_local(tasks, include_path)
-            call = {
-                "pretrained": subject.base,
-                "revision": subject.revision,
-                "peft": str(subject.adapter),
-                "tokenizer": subject.tokenizer,
-                "dtype": common["dtype"],
-                "add_bos_token": bool(common["add_bos_token"]),
-                "trust_remote_code": bool(common["trust_remote_code"]),
-                **quant,
-                "device": device,
-                "batch_size": setup.batch_size,
-                "tasks": tasks,
-                "num_fewshot": setup.num_fewshot,
-                "limit": limit,
-                "include_path": str(include_path) if include_path else None,
-                "include_defaults": include_defaults,
-                "output_path": str(out_dir),
-            }
-            return [env.python, str(RUNNER_4BIT), str(out_dir / "call.json")], call
-    else:
-        raise EvalError(f"unknown strategy {strategy!r}")
-    argv = [env.python, "-m", "lm_eval", "--model", "hf", "--model_args", _args_string(args), "--tasks", ",".join(tasks)]
+def _cli(ctx: SetupContext, args: dict, out_dir: Path, include_path: Path | None) -> Invocation:
+    setup = ctx.setup
+    argv = [ctx.env.python, "-m", "lm_eval", "--model", "hf", "--model_args", _args_string(args), "--tasks", ",".join(ctx.lm_tasks)]
     if setup.num_fewshot is not None:
         argv += ["--num_fewshot", str(setup.num_fewshot)]
-    argv += ["--batch_size", str(setup.batch_size), "--device", device]
-    if limit is not None:
-        argv += ["--limit", str(limit)]
+    argv += ["--batch_size", str(setup.batch_size), "--device", ctx.device]
+    if setup.gen_kwargs:
+        argv += ["--gen_kwargs", _args_string(setup.gen_kwargs)]
+    if ctx.limit is not None:
+        argv += ["--limit", str(ctx.limit)]
     if include_path:
         argv += ["--include_path", str(include_path)]
     argv += ["--output_path", str(out_dir), "--log_samples"]
-    return argv, call
+    return Invocation(argv)
 
 
-def _all_tasks_local(tasks: list[str], include_path: Path | None) -> bool:
-    if not include_path or not include_path.is_dir():
-        return False
-    names = set()
-    for yml in include_path.rglob("*.yaml"):
-        try:
-            cfg = yaml.safe_load(yml.read_text()) or {}
-        except yaml.YAMLError:
-            continue
-        if isinstance(cfg, dict) and "task" in cfg:
-            names.add(cfg["task"])
-    return set(tasks) <= names
+def _revision(subject: Subject) -> dict:
+    return {"revision": subject.revision} if subject.revision else {}
+
+
+def _base_invocation(ctx, subject, out_dir, merged, include_path) -> Invocation:
+    return _cli(ctx, {"pretrained": subject.base, **_revision(subject), "tokenizer": subject.tokenizer, **ctx.model_args}, out_dir, include_path)
+
+
+def _merged_invocation(ctx, subject, out_dir, merged, include_path) -> Invocation:
+    return _cli(ctx, {"pretrained": str(merged), "tokenizer": subject.tokenizer, **ctx.model_args}, out_dir, include_path)
+
+
+def _lora_invocation(dtype: str):
+    def build(ctx, subject, out_dir, merged, include_path) -> Invocation:
+        args = {"pretrained": subject.base, **_revision(subject), "peft": str(subject.adapter), "tokenizer": subject.tokenizer, **ctx.model_args}
+        args["dtype"] = dtype
+        return _cli(ctx, args, out_dir, include_path)
+
+    return build
+
+
+def _4bit_invocation(ctx, subject, out_dir, merged, include_path) -> Invocation:
+    compute = str(ctx.bnb.get("bnb_4bit_compute_dtype") or ctx.model_args["dtype"])
+    quant = {
+        "bnb_4bit_quant_type": str(ctx.bnb.get("bnb_4bit_quant_type") or "nf4"),
+        "bnb_4bit_compute_dtype": compute,
+        "bnb_4bit_use_double_quant": bool(ctx.bnb.get("bnb_4bit_use_double_quant", True)),
+    }
+    if ctx.transformers_major < 5:
+        # The form older cards document: flat kwargs that transformers < 5 still accepts.
+        args = {"pretrained": subject.base, **_revision(subject), "peft": str(subject.adapter), "tokenizer": subject.tokenizer, **ctx.model_args, "load_in_4bit": True, **quant}
+        return _cli(ctx, args, out_dir, include_path)
+    tasks = ctx.lm_tasks
+    call = {
+        "pretrained": subject.base,
+        "revision": subject.revision,
+        "peft": str(subject.adapter),
+        "tokenizer": subject.tokenizer,
+        "dtype": ctx.model_args["dtype"],
+        "add_bos_token": bool(ctx.model_args["add_bos_token"]),
+        "trust_remote_code": bool(ctx.model_args["trust_remote_code"]),
+        **quant,
+        "device": ctx.device,
+        "batch_size": ctx.setup.batch_size,
+        "tasks": tasks,
+        "num_fewshot": ctx.setup.num_fewshot,
+        "gen_kwargs": _args_string(ctx.setup.gen_kwargs) or None,
+        "limit": ctx.limit,
+        "include_path": str(include_path) if include_path else None,
+        "include_defaults": not _all_tasks_local(tasks, include_path),
+        "output_path": str(out_dir),
+    }
+    return Invocation([ctx.env.python, str(out_dir / "runner_4bit.py"), str(out_dir / "call.json")], call)
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """A way to load a subject for lm-eval. `merged` strategies need the merged checkpoint."""
+
+    name: str
+    build: Callable[..., Invocation]
+    merged: bool = False
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "base": Strategy("base", _base_invocation),
+    "4bit-lora": Strategy("4bit-lora", _4bit_invocation),
+    "merged-fp16": Strategy("merged-fp16", _merged_invocation, merged=True),
+    "bf16-lora": Strategy("bf16-lora", _lora_invocation("bfloat16")),
+    "fp32-lora": Strategy("fp32-lora", _lora_invocation("float32")),
+}
 
 
 # -- running one attempt ---------------------------------------------------------------------------
@@ -274,6 +321,8 @@ def _classify(exit_code: int, log_text: str) -> tuple[str | None, str | None, st
     root = errors[0] if len(errors) > 1 else None
     if exit_code in (-9, 137) or _OOM.search(log_text):
         return err_type or "OutOfMemory", err_msg, "out of memory"
+    if _NO_DATASET.search(log_text):
+        return err_type, err_msg, f"{DATASET_UNREACHABLE} ({err_type}: {err_msg})"[:400] if err_type else DATASET_UNREACHABLE
     if any("CUDA is required" in msg for _, msg in errors):
         return err_type, err_msg, "bitsandbytes needs CUDA, and none is available"
     if err_type:
@@ -284,7 +333,7 @@ def _classify(exit_code: int, log_text: str) -> tuple[str | None, str | None, st
     return None, None, f"exit code {exit_code}"
 
 
-def _run(argv: list[str], log_path: Path, env_vars: dict, cwd: Path, say: Callable[[str], None]) -> int:
+def _run(argv: list[str], log_path: Path, env_vars: dict, cwd: Path) -> int:
     """Run argv, streaming its output into log_path (and a status line on a terminal)."""
     interactive = sys.stderr.isatty()
     with log_path.open("w", encoding="utf-8") as log:
@@ -323,7 +372,7 @@ def _child_env(secrets: dict[str, str], source: Source | None = None) -> dict:
 # -- merged fallback --------------------------------------------------------------------------------
 
 
-def ensure_merged(subject: Subject, say: Callable[[str], None]) -> Path:
+def ensure_merged(subject: Subject, say: Say) -> Path:
     """The merged fp16 checkpoint for `subject`: the given sibling, or one made by hubkit's
     streaming merge (cached in $HUBKIT_HOME/merged, keyed by the adapter's and base's identity)."""
     if subject.merged is not None:
@@ -357,31 +406,30 @@ def _portable_tokenizer(path: Path) -> None:
 # -- weights identity ---------------------------------------------------------------------------
 
 
+def _safetensors_hashes(facts) -> dict:
+    return {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}
+
+
 def _base_weights(subject: Subject) -> dict:
     """Where the base is and the sha256 of its weights (read once per eval run: every subject
     of a setup shares it)."""
     base = Path(subject.base)
     if base.is_dir():
-        facts = inspect_checkpoint(base)
-        return {"path": str(base), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
+        return {"path": str(base), "sha256": _safetensors_hashes(inspect_checkpoint(base))}
     out = {"repo_id": subject.base, "revision": subject.base_revision}
     if subject.source is not None:
         src = subject.source
         out.update(src.provenance())
-        out["sha256"] = {f: h for f, h in sorted(src.lfs_sha256.items()) if f.endswith(".safetensors")} or {
-            f.path: f.sha256 for f in inspect_checkpoint(src.path).files if f.path.endswith(".safetensors")
-        }
+        out["sha256"] = {f: h for f, h in sorted(src.lfs_sha256.items()) if f.endswith(".safetensors")} or _safetensors_hashes(inspect_checkpoint(src.path))
     return out
 
 
 def _weights(subject: Subject, base: dict) -> dict:
     out: dict = {"base": dict(base)}
     if subject.adapter:
-        facts = inspect_adapter(subject.adapter)
-        out["adapter"] = {"path": str(subject.adapter), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
+        out["adapter"] = {"path": str(subject.adapter), "sha256": _safetensors_hashes(inspect_adapter(subject.adapter))}
     if subject.merged and (subject.merged / "config.json").is_file():
-        facts = inspect_checkpoint(subject.merged)
-        out["merged"] = {"path": str(subject.merged), "sha256": {f.path: f.sha256 for f in facts.files if f.path.endswith(".safetensors")}}
+        out["merged"] = {"path": str(subject.merged), "sha256": _safetensors_hashes(inspect_checkpoint(subject.merged))}
     return out
 
 
@@ -405,7 +453,7 @@ def run_eval(
     rerun: bool = False,
     include_base: bool | None = None,
     runs_dir: str | Path | None = None,
-    say: Callable[[str], None] = lambda m: None,
+    say: Say = lambda m: None,
     endpoint: str | None = None,
 ) -> list[EvalOutcome]:
     """Run one eval setup (or each) of `manifest` over its adapters (and base).
@@ -421,23 +469,30 @@ def run_eval(
     for name in names:
         if name not in manifest.evals:
             raise EvalError(f"no eval setup named {name!r}", hint=f"Known setups: {', '.join(manifest.evals)}.")
-    runs = Path(runs_dir) if runs_dir else manifest.root / "runs"
+    if limit is not None and (isinstance(limit, bool) or limit <= 0):
+        raise EvalError(f"--limit {limit}: expected a positive number of documents (or a fraction below 1)")
+    store = RunStore(runs_dir or manifest.root / "runs")
+    for swept in store.sweep():
+        say(f"   removed {swept}: a run record left unfinished by an eval that was killed")
     outcomes: list[EvalOutcome] = []
     failures: list[str] = []
     for name in names:
-        for outcome in _run_setup(manifest, name, manifest.evals[name], artifact, limit, env, rerun, include_base, runs, say, endpoint):
+        for outcome in _run_setup(manifest, name, artifact, limit, env, rerun, include_base, store, say, endpoint):
             outcomes.append(outcome)
-            if outcome.record.provenance["status"] != "ok":
+            if not outcome.record.ok:
                 failures.append(f"{name}/{outcome.subject}: " + "; ".join(f"{a.strategy}: {a.reason}" for a in outcome.attempts))
     if failures:
         raise EvalError(
             "every strategy failed for " + ", ".join(failures),
-            hint=f"Each attempt's log is in its run record under {runs}.",
+            hint=f"Each attempt's log is in its run record under {store.root}.",
         )
     return outcomes
 
 
-def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, include_base, runs: Path, say, endpoint=None) -> list[EvalOutcome]:
+def prepare_setup(manifest: Manifest, name: str, *, limit=None, env_kind: str | None = None, store: RunStore, say: Say = lambda m: None, endpoint: str | None = None) -> SetupContext:
+    """Everything one setup's subjects share: the environment (built or reused), the device,
+    the task data checks. Raises EvalError before anything runs when the tasks cannot run here."""
+    setup = manifest.evals[name]
     limit = limit if limit is not None else setup.limit
     kind = env_kind or setup.env
     say(f"== eval setup {name!r}: tasks {', '.join(setup.tasks)}, few-shot {setup.num_fewshot}, strategies {' -> '.join(setup.strategies)}")
@@ -450,13 +505,30 @@ def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, i
     for problem in env.mismatches:
         say(f"   warning: version mismatch: {problem}")
     device = "cuda:0" if env.probe.get("cuda_available") else "cpu"
-    include_path = manifest.resolve(setup.include_path)
-    overrides = taskdata.override_facts(manifest, setup, env.probe.get("lm_eval_dir")) if setup.data else {}
+    lm_eval_dir = env.probe.get("lm_eval_dir")
+    overrides = taskdata.override_facts(manifest, setup, lm_eval_dir, setup_name=name) if setup.data else {}
     for task, facts in overrides.items():
         say(f"   {task}: lm-eval's config with local data ({', '.join(facts['files'])})")
-    tasks = task_fingerprint(manifest, setup, env, overrides)
+    unreachable = taskdata.unreachable_datasets(list(setup.tasks), lm_eval_dir, set(overrides))
+    if unreachable:
+        task, dataset = next(iter(unreachable.items()))
+        raise EvalError(
+            f"evals.{name}: {task} reads the Hub dataset {dataset}, which is not cached here and cannot be fetched (offline)",
+            hint=taskdata.DATASET_HINT.format(task=task),
+        )
+    clean, bnb, secrets = _model_args(setup, device)
+    return SetupContext(
+        manifest=manifest, name=name, setup=setup, env=env, env_kind=kind, device=device, limit=limit,
+        include_path=manifest.resolve(setup.include_path), overrides=overrides,
+        task_facts=task_fingerprint(manifest, setup, env, overrides), model_args=clean, bnb=bnb, secrets=secrets,
+        store=store, say=say, endpoint=endpoint,
+    )
+
+
+def _run_setup(manifest, name, only, limit, env_kind, rerun, include_base, store: RunStore, say, endpoint=None) -> list[EvalOutcome]:
+    ctx = prepare_setup(manifest, name, limit=limit, env_kind=env_kind, store=store, say=say, endpoint=endpoint)
+    setup = ctx.setup
     subjects = subjects_for(manifest, setup, only, setup.include_base if include_base is None else include_base)
-    clean_args, _, secrets = _common_args(setup, device)
     outcomes = []
     bases: dict[tuple, tuple[Source | None, dict]] = {}  # (base, revision) -> fetched source, weights record
     for subject in subjects:
@@ -473,132 +545,166 @@ def _run_setup(manifest, name, setup: EvalSetup, only, limit, env_kind, rerun, i
             {
                 "format": RECORD_FORMAT,
                 "weights": _identity(weights),
-                "tasks": {t: {k: v for k, v in f.items() if k != "config"} for t, f in tasks.items()},
+                "tasks": {t: {k: v for k, v in f.items() if k != "config"} for t, f in ctx.task_facts.items()},
                 "num_fewshot": setup.num_fewshot,
-                "limit": limit,
+                "limit": ctx.limit,
                 "batch_size": setup.batch_size,
                 "pins": setup.pins,
-                "env": kind,
+                "env": ctx.env_kind,
                 "strategies": strategies,
-                "model_args": clean_args,
+                "model_args": ctx.model_args,
+                "gen_kwargs": setup.gen_kwargs,
                 "tokenizer_is_adapter": subject.tokenizer == str(subject.adapter),
             }
         )
         if not rerun:
-            cached = find_cached(runs, cache_key)
+            cached = store.find_cached(cache_key)
             if cached:
-                say(f"   {subject.name}: cached run {cached.run_id} ({cached.provenance['strategy']})")
+                say(f"   {subject.name}: cached run {cached.run_id} ({cached.strategy})")
                 outcomes.append(EvalOutcome(subject.name, cached, True))
                 continue
-        outcomes.append(_run_subject(manifest, name, setup, subject, strategies, env, kind, device, include_path, limit, tasks, overrides, weights, cache_key, secrets, runs, say))
+        outcome = run_subject(ctx, subject, strategies, weights, cache_key)
+        outcomes.append(outcome)
+        reason = outcome.attempts[-1].reason if outcome.attempts else None
+        if not outcome.record.ok and reason and reason.startswith(DATASET_UNREACHABLE):
+            # every subject reads the same data: stop here instead of failing each in turn
+            raise EvalError(
+                f"evals.{name}: {subject.name}: {reason} (record {outcome.record.run_id})",
+                hint=taskdata.DATASET_HINT.format(task=setup.tasks[0]),
+            )
     return outcomes
 
 
-def _run_subject(manifest, setup_name, setup, subject, strategies, env, kind, device, include_path, limit, tasks, overrides, weights, cache_key, secrets, runs: Path, say) -> EvalOutcome:
-    started = _now()
+def run_subject(ctx: SetupContext, subject: Subject, strategies: list[str], weights: dict, cache_key: str) -> EvalOutcome:
+    """Try `strategies` in order for one subject and write its sealed record."""
+    say, setup, manifest = ctx.say, ctx.setup, ctx.manifest
+    started = now()
     t0 = time.perf_counter()
-    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S")
-    run_id = f"{stamp}-{setup_name}-{subject.name}-{cache_key[:8]}"
-    record_dir = runs / run_id
-    record_dir.mkdir(parents=True, exist_ok=False)
-    lm_tasks = taskdata.to_lm_eval_names(list(setup.tasks), overrides)
-    if overrides:
+    stamp = started.replace("-", "").replace(":", "")[:15]
+    run_id = f"{stamp}-{ctx.name}-{subject.name}-{cache_key[:8]}"
+    tmp = ctx.store.start(run_id)
+    final = ctx.store.root / run_id  # where the record will live: recorded paths name it
+    include_path = ctx.include_path
+    if ctx.overrides:
         # The generated task configs live in the record, so its reproduce line keeps working.
-        include_path = taskdata.write_include_dir(record_dir / "tasks", overrides, include_path)
+        include_path = taskdata.write_include_dir(tmp / "tasks", ctx.overrides, include_path)
     attempts: list[Attempt] = []
     winner: Attempt | None = None
-    for i, strategy in enumerate(strategies, 1):
-        a_dir = record_dir / "attempts" / f"{i}-{strategy}"
+    for i, strategy_name in enumerate(strategies, 1):
+        strategy = STRATEGIES[strategy_name]
+        a_dir = tmp / "attempts" / f"{i}-{strategy_name}"
         a_dir.mkdir(parents=True)
-        label = f"   {subject.name}: {strategy}"
+        label = f"   {subject.name}: {strategy_name}"
+        next_note = f" -> falling back to {strategies[i]}" if i < len(strategies) else ""
         ta = time.perf_counter()
-        merged_dir = None
         try:
-            if strategy == "merged-fp16":
+            merged_dir = None
+            if strategy.merged:
                 merged_dir = ensure_merged(subject, say)
-                weights.setdefault("merged", {"path": str(merged_dir), "sha256": {f.path: f.sha256 for f in inspect_checkpoint(merged_dir).files if f.path.endswith(".safetensors")}})
-            argv, call = build_attempt(subject, strategy, setup, env, device, a_dir, merged_dir, include_path, limit, lm_tasks)
+                weights.setdefault("merged", {"path": str(merged_dir), "sha256": _safetensors_hashes(inspect_checkpoint(merged_dir))})
+            inv = strategy.build(ctx, subject, a_dir, merged_dir, include_path)
         except Exception as exc:  # a failure to prepare is a failed attempt, not a crash
-            attempt = Attempt(strategy, "failed", round(time.perf_counter() - ta, 2), error_type=type(exc).__name__, error=redact_text(str(exc)), reason=f"could not prepare: {type(exc).__name__}: {exc}"[:300])
+            attempt = Attempt(strategy=strategy_name, status="failed", seconds=round(time.perf_counter() - ta, 2), error_type=type(exc).__name__, error=redact_text(str(exc)), reason=f"could not prepare: {type(exc).__name__}: {exc}"[:300])
             attempts.append(attempt)
-            say(f"{label} failed ({attempt.reason})" + (f" -> falling back to {strategies[i]}" if i < len(strategies) else ""))
+            say(f"{label} failed ({attempt.reason}){next_note}")
             continue
-        if call is not None:
-            (a_dir / "call.json").write_text(json.dumps(call, indent=2, sort_keys=True))
+        if inv.call is not None:
+            (a_dir / "call.json").write_text(json.dumps(inv.call, indent=2, sort_keys=True))
             shutil.copy(RUNNER_4BIT, a_dir / "runner_4bit.py")
-            argv = [argv[0], str(a_dir / "runner_4bit.py"), str(a_dir / "call.json")]
         say(f"{label} ...")
         log = a_dir / "lm_eval.log"
-        code = _run(argv, log, _child_env(secrets, subject.source), manifest.root, say)
+        code = _run(inv.argv, log, _child_env(ctx.secrets, subject.source), manifest.root)
         log_text = log.read_text(encoding="utf-8", errors="replace")
-        tail = "\n".join(log_text.splitlines()[-25:])
         results = sorted(a_dir.rglob("results_*.json"))
-        attempt = Attempt(strategy, "ok" if code == 0 and results else "failed", round(time.perf_counter() - ta, 2), command=argv, call=call, exit_code=code, log=str(log.relative_to(record_dir)), output_dir=str(a_dir.relative_to(record_dir)))
+        rel = a_dir.relative_to(tmp)
+        attempt = Attempt(
+            strategy=strategy_name, status="ok" if code == 0 and results else "failed", seconds=round(time.perf_counter() - ta, 2),
+            command=[_relocate(a, tmp, final) for a in inv.argv], call=_relocate_obj(inv.call, tmp, final), exit_code=code,
+            log=str(log.relative_to(tmp)), output_dir=str(rel),
+        )
         if attempt.status == "failed":
             attempt.error_type, attempt.error, attempt.reason = _classify(code, log_text)
             if code == 0:
                 attempt.reason = "lm-eval exited 0 but wrote no results file"
-            attempt.log_tail = tail
-            say(f"{label} failed ({attempt.reason})" + (f" -> falling back to {strategies[i]}" if i < len(strategies) else ""))
+            attempt.log_tail = "\n".join(log_text.splitlines()[-25:])
             attempts.append(attempt)
+            if attempt.reason.startswith(DATASET_UNREACHABLE):
+                # the data, not the load path, failed: the other strategies would fail the same way
+                say(f"{label} failed ({attempt.reason}); not trying the other strategies")
+                break
+            say(f"{label} failed ({attempt.reason}){next_note}")
             continue
         say(f"{label} ok in {attempt.seconds:.1f}s")
         attempts.append(attempt)
         winner = attempt
         break
 
-    results_files, samples_files = [], {}
+    results_files, samples_files, rows = [], {}, []
     if winner:
-        out = record_dir / winner.output_dir
-        results_files = [str(p.relative_to(record_dir)) for p in sorted(out.rglob("results_*.json"))]
+        out = tmp / winner.output_dir
+        results_files = [str(p.relative_to(tmp)) for p in sorted(out.rglob("results_*.json"))]
         for p in sorted(out.rglob("samples_*.jsonl")):
             task = taskdata.from_lm_eval_name(re.sub(r"^samples_(.+)_\d{4}-\d{2}-\d{2}T[\d\-.]+$", r"\1", p.stem))
-            samples_files[task] = str(p.relative_to(record_dir))
-    probe = env.probe
-    provenance = {
-        "record_format": RECORD_FORMAT,
-        "hubkit_version": __version__,
-        "run_id": run_id,
-        "status": "ok" if winner else "failed",
-        "setup": setup_name,
-        "subject": subject.name,
-        "artifact": subject.name if subject.artifact else None,
-        "repo_id": subject.artifact.repo_id if subject.artifact else None,
-        "base_model": (subject.artifact.base_model if subject.artifact else None) or subject.base,
-        "base_model_revision": subject.base_revision,
-        "strategy": winner.strategy if winner else None,
-        "fallback_reason": "; ".join(f"{a.strategy}: {a.reason}" for a in attempts if a.status == "failed") or None,
-        "attempts": [a.__dict__ for a in attempts],
-        "command": shlex.join(winner.command) if winner and winner.call is None else None,
-        "call": winner.call if winner else None,
-        "reproduce": _reproduce(winner, record_dir, manifest.root) if winner else None,
-        "cache_key": cache_key,
-        "setup_config": setup.model_dump(mode="json"),
-        "limit": limit,
-        "tasks": tasks,
-        "lm_eval_tasks": dict(zip(setup.tasks, lm_tasks)),
-        "data_overrides": overrides or None,
-        "device": device,
-        "env": env.to_record(),
-        "weights": weights,
-        "hardware": {k: probe.get(k) for k in ("cpu", "cpu_count", "ram_gb", "cuda_available", "cuda_version", "gpus", "platform", "python")},
-        "started_at": started,
-        "finished_at": _now(),
-        "duration_s": round(time.perf_counter() - t0, 2),
-        "results_files": results_files,
-        "samples_files": samples_files,
-    }
-    if env.lock:
-        (record_dir / "requirements.lock").write_text(env.lock)
-    # Secrets never reach the record: scrub the provenance, and check lm-eval's own files too.
-    secret_values = list(secrets.values())
-    (record_dir / PROVENANCE).write_text(json.dumps(redact(provenance, secret_values), indent=2, sort_keys=True) + "\n")
-    _scrub_tree(record_dir, secret_values)
-    freeze(record_dir)
-    return EvalOutcome(subject.name, load_record(record_dir), False, attempts)
+            samples_files[task] = str(p.relative_to(tmp))
+        rows = parse_results(json.loads((tmp / results_files[-1]).read_text()), local_name=taskdata.from_lm_eval_name)
+    probe = ctx.env.probe
+    record = RunRecord(
+        hubkit_version=__version__,
+        run_id=run_id,
+        status="ok" if winner else "failed",
+        setup=ctx.name,
+        subject=subject.name,
+        artifact=subject.name if subject.artifact else None,
+        repo_id=subject.artifact.repo_id if subject.artifact else None,
+        base_model=(subject.artifact.base_model if subject.artifact else None) or subject.base,
+        base_model_revision=subject.base_revision,
+        strategy=winner.strategy if winner else None,
+        fallback_reason="; ".join(f"{a.strategy}: {a.reason}" for a in attempts if a.status == "failed") or None,
+        attempts=attempts,
+        command=shlex.join(winner.command) if winner and winner.call is None else None,
+        call=winner.call if winner else None,
+        reproduce=_reproduce(winner, manifest.root) if winner else None,
+        cache_key=cache_key,
+        setup_config=setup.model_dump(mode="json"),
+        limit=ctx.limit,
+        num_fewshot=setup.num_fewshot,
+        tasks=_relocate_obj(ctx.task_facts, tmp, final),
+        lm_eval_tasks=dict(zip(setup.tasks, ctx.lm_tasks)),
+        lm_eval_version=ctx.env.version("lm_eval"),
+        data_overrides=ctx.overrides or None,
+        device=ctx.device,
+        env=ctx.env.to_record(),
+        weights=weights,
+        hardware={k: probe.get(k) for k in ("cpu", "cpu_count", "ram_gb", "cuda_available", "cuda_version", "gpus", "platform", "python")},
+        started_at=started,
+        finished_at=now(),
+        duration_s=round(time.perf_counter() - t0, 2),
+        results_files=results_files,
+        samples_files=samples_files,
+        rows=rows,
+    )
+    if ctx.env.lock:
+        (tmp / "requirements.lock").write_text(ctx.env.lock)
+    # Secrets never reach the record: the record is built from scrubbed parts, and lm-eval's own
+    # files are scrubbed too; paths that named the temporary folder name the final one.
+    secret_values = list(ctx.secrets.values())
+    _scrub_tree(tmp, secret_values, (str(tmp), str(final)))
+    record = RunRecord.model_validate_json(redact_text(record.model_dump_json(), secret_values))
+    committed = ctx.store.commit(tmp, record)
+    return EvalOutcome(subject.name, committed, False, attempts)
 
 
-def _reproduce(winner: Attempt, record_dir: Path, root: Path) -> str:
+def _relocate(text: str, tmp: Path, final: Path) -> str:
+    return text.replace(str(tmp), str(final))
+
+
+def _relocate_obj(obj, tmp: Path, final: Path):
+    if obj is None:
+        return None
+    return json.loads(_relocate(json.dumps(obj), tmp, final))
+
+
+def _reproduce(winner: Attempt, root: Path) -> str:
     """A shell line that reruns the attempt by hand (output to a fresh folder)."""
     argv = list(winner.command or [])
     if winner.call is not None:
@@ -608,10 +714,13 @@ def _reproduce(winner: Attempt, record_dir: Path, root: Path) -> str:
     return f"cd {shlex.quote(str(root))} && HF_HUB_OFFLINE=1 {shlex.join(argv)}"
 
 
-def _scrub_tree(root: Path, secrets: list[str]) -> None:
+def _scrub_tree(root: Path, secrets: list[str], move: tuple[str, str]) -> None:
+    """Redact secrets from every text file of a record being made, and point paths that name
+    its temporary folder at its final one."""
+    old, new = move
     for p in root.rglob("*"):
-        if p.is_file() and p.suffix in (".json", ".jsonl", ".log", ".txt", ".lock"):
+        if p.is_file() and p.suffix in (".json", ".jsonl", ".log", ".txt", ".lock", ".yaml"):
             text = p.read_text(encoding="utf-8", errors="replace")
-            clean = redact_text(text, secrets)
+            clean = redact_text(text, secrets).replace(old, new)
             if clean != text:
                 p.write_text(clean, encoding="utf-8")

@@ -56,6 +56,7 @@ def main(spec_path, output_path=None):
         tasks=spec["tasks"],
         num_fewshot=spec.get("num_fewshot"),
         limit=spec.get("limit"),
+        gen_kwargs=spec.get("gen_kwargs"),
         task_manager=task_manager,
         log_samples=True,
         evaluation_tracker=tracker,

@@ -2,48 +2,45 @@
 
 from __future__ import annotations
 
-import math
-
 from ..manifest import Manifest
-from .records import RunRecord, results_rows
+from .claims import AGREE_K, claim_number, join, verdict  # noqa: F401 (re-exported)
+from .records import RunRecord
 
-# A reproduced number "agrees" with a claim when they are within K combined standard errors.
-AGREE_K = 2.0
-
-
-def verdict(value: float | None, stderr: float | None, claimed: float | None, claimed_stderr: float | None) -> str:
-    if value is None or claimed is None:
-        return ""
-    ses = [s for s in (stderr, claimed_stderr) if s]
-    if not ses:
-        return "agrees" if math.isclose(value, claimed, abs_tol=5e-5) else "differs (no stderr)"
-    se = math.sqrt(sum(s * s for s in ses))
-    z = abs(value - claimed) / se
-    return f"agrees ({z:.1f}σ)" if z <= AGREE_K else f"differs ({z:.1f}σ)"
-
-
-SUMMARY_COLUMNS = ["subject", "task", "data", "metric", "value", "stderr", "claimed", "claimed_stderr", "verdict", "strategy", "run_id"]
+SUMMARY_COLUMNS = ["subject", "setup", "task", "shots", "data", "metric", "value", "stderr", "claimed", "claimed_stderr", "verdict", "strategy", "run_id"]
 
 
 def summary_rows(manifest: Manifest, records: list[RunRecord], metrics: list[str] | None = None) -> list[dict]:
-    """subject, task, data (hub|local), metric, value, stderr, strategy, run, and claimed/verdict
-    where the manifest declares a claim for that subject, task and metric."""
-    claims = {(c.subject, c.task, c.metric): c for c in manifest.claims if not isinstance(c.value, (bool, str))}
+    """A row per reproduced (or imported) number the setup asks for: subject, setup, task (a
+    group's subtasks marked '- '), few-shot, data (hub|local), metric (with its filter),
+    value, stderr, strategy (or 'imported'), run, and the claim and verdict from the one join."""
+    from .claims import metric_selected
+
+    cells, _ = join(manifest, records)
     rows = []
-    for r in results_rows(records):
-        if metrics and r["metric"] not in metrics:
+    for c in cells:
+        if c.row is None:
             continue
-        c = claims.get((r["subject"], r["task"], r["metric"]))
+        if metrics and not metric_selected(c.row, metrics):
+            continue
+        claim = c.claim
         rows.append(
             {
-                **{k: r[k] for k in ("subject", "task", "metric", "value", "stderr", "strategy", "run_id")},
-                "data": "local" if r["local_data"] else "hub",
-                "claimed": float(c.value) if c else None,
-                "claimed_stderr": c.stderr if c else None,
-                "verdict": verdict(r["value"], r["stderr"], float(c.value), c.stderr) if c else "",
+                "subject": c.subject,
+                "setup": c.setup,
+                "task": ("- " if c.row.group and not c.row.is_group else "") + c.task,
+                "shots": c.num_fewshot,
+                "data": "local" if c.row.local_data else "hub",
+                "metric": c.metric_label,
+                "value": c.row.value,
+                "stderr": c.row.stderr,
+                "claimed": claim_number(claim) if claim else None,
+                "claimed_stderr": claim.stderr if claim else None,
+                "verdict": c.verdict or ("" if c.row.value is not None else f"unavailable: {c.row.unavailable}"),
+                "strategy": "imported" if c.origin == "imported" else c.record.strategy,
+                "run_id": c.record.run_id,
             }
         )
-    return [{k: row[k] for k in SUMMARY_COLUMNS} for row in rows]
+    return rows
 
 
 def summarize(manifest: Manifest, records: list[RunRecord], metrics: list[str] | None = None):
@@ -61,6 +58,11 @@ def format_summary(df) -> str:
     for col in ("value", "stderr", "claimed", "claimed_stderr"):
         if col in shown:
             shown[col] = shown[col].map(lambda v: "" if v is None or v != v else f"{v:.4f}")
+    shown["shots"] = shown["shots"].map(lambda v: "" if v is None or v != v else str(int(v)))
     if "claimed" in shown and not shown["claimed"].astype(bool).any():
-        shown = shown.drop(columns=["claimed", "claimed_stderr", "verdict"])
+        shown = shown.drop(columns=["claimed", "claimed_stderr"])
+    if not shown["verdict"].astype(bool).any():
+        shown = shown.drop(columns=["verdict"])
+    if shown["setup"].nunique() <= 1:
+        shown = shown.drop(columns=["setup"])
     return shown.to_string(index=False)
