@@ -131,12 +131,12 @@ def test_front_matter_parses_back_with_huggingface_hub(demo_cards):
     assert data.base_model == "hubkit-demo/tiny-mistral" and data.license == "apache-2.0"
     assert data.library_name == "peft" and data.to_dict()["base_model_relation"] == "adapter"
     (res,) = [r for r in data.eval_results if r.metric_type == "acc"]
-    run = json.loads(next(runs.glob("*lora-full*/provenance.json")).read_text())
-    from hubkit.eval.records import load_record, normalize_results
+    from hubkit.eval.records import load_record
 
-    acc = next(r for r in normalize_results(load_record(next(runs.glob("*lora-full*"))).results()) if r["metric"] == "acc")
-    assert res.metric_value == round(acc["value"], 4) and res.dataset_args == {"num_fewshot": "0"}
-    assert res.source_url.endswith(run["run_id"])
+    run = load_record(next(runs.glob("*lora-full*")))
+    acc = next(r for r in run.rows if r.metric == "acc")
+    assert res.metric_value == round(acc.value, 4) and res.dataset_args == {"num_fewshot": "0"}
+    assert res.source_url.endswith(run.run_id)
     # only this adapter's reproduced numbers are in model-index; claims never are
     assert {r.metric_type for r in data.eval_results} == {"acc", "acc_norm"} and len(data.eval_results) == 2
     assert check_card(m, card) == []
@@ -158,6 +158,9 @@ def test_rendering_twice_gives_identical_bytes(demo_cards, tmp_path):
     two = render_cards(m, runs_dir=runs)
     assert [c.text for c in one] == [c.text for c in two]
     assert all(c.chart is not None for c in one) and [c.chart for c in one] == [c.chart for c in two]
+    # the base is published as an artifact too: its card has its own runs (subject "base")
+    base = next(c for c in one if c.name == "tiny-mistral")
+    assert "**this model** (`tiny-mistral`)" in base.text and base.metadata.get("model-index")
     write_cards(one, tmp_path / "a")
     write_cards(two, tmp_path / "b")
     for f in (tmp_path / "a").rglob("*"):
@@ -215,7 +218,7 @@ def test_lint_number_without_run_or_claim(tmp_path):
     tpl = tmp_path / "tpl" / "card"
     tpl.mkdir(parents=True)
     src = (REPO / "templates" / "card" / "_results.md.j2").read_text()
-    (tpl / "_results.md.j2").write_text(src.replace("{{ table.markdown() }}", "{{ table.markdown() }}\n| a typed-in row | 0.7712 |  |  |"))
+    (tpl / "_results.md.j2").write_text(src.replace("{{ m.table(t) }}", "{{ m.table(t) }}\n| a typed-in row | 0.7712 |  |  |"))
     got = lints(EXAMPLES / "seed000" / "hubkit.yaml", template_dir=tmp_path / "tpl")
     assert any("'0.7712'" in p and "no run record or claim backs" in p for p in got), got
 
