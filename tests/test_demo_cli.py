@@ -126,9 +126,13 @@ def test_runs_lists_and_compares(demo_run):
     world, _, _, _ = demo_run
     proc = hubkit("runs", cwd=world.paths.root)
     assert proc.returncode == 0
-    rows = [line.split("\t") for line in proc.stdout.splitlines()]
-    assert sorted(r[2] for r in rows) == ["base", "lora-full", "lora-half"]
-    ids = {r[2]: r[0] for r in rows}
+    lines = proc.stdout.splitlines()
+    assert lines[0].split()[:8] == ["run", "status", "setup", "subject", "strategy", "task", "shots", "metric"]
+    assert sum(" lora-full " in line and " arc_challenge " in line and " acc " in line and " ± " in line for line in lines) == 1
+    proc = hubkit("runs", "--json", cwd=world.paths.root)
+    runs = json.loads(proc.stdout)["runs"]
+    assert sorted(r["subject"] for r in runs) == ["base", "lora-full", "lora-half"]
+    ids = {r["subject"]: r["run_id"] for r in runs}
     proc = hubkit("runs", "compare", ids["base"], ids["lora-half"], "--json", "--iterations", "500", cwd=world.paths.root)
     assert proc.returncode == 0, proc.stderr
     (task,) = json.loads(proc.stdout)["tasks"]

@@ -28,7 +28,8 @@ def test_world_files_and_manifest(demo_world):
         assert (adapter / "adapter_model.safetensors").is_file()
     assert json.loads((paths.base / "tokenizer_config.json").read_text())["tokenizer_class"] == "PreTrainedTokenizerFast"
     m = load_manifest(paths.manifest)
-    assert set(m.artifacts) == {"lora-full", "lora-half", "lora-full-merged"}
+    assert set(m.artifacts) == {"tiny-mistral", "lora-full", "lora-half", "lora-full-merged"}
+    assert m.artifacts["tiny-mistral"].repo_id == m.artifacts["lora-full"].base_model  # the base is published too
     assert m.artifacts["lora-full"].merged == "lora-full-merged" and m.artifacts["lora-full-merged"].adapter == "lora-full"
     assert m.evals["demo"].tasks == ["arc_challenge"]
     assert m.resolve(m.evals["demo"].data["arc_challenge"].files["test"]) == paths.data / "test.jsonl"

@@ -46,7 +46,7 @@ def test_publish_roundtrip_noop_and_card_only_change(world, hub, tmp_path, capsy
 
     m = load_manifest(world / "hubkit.yaml")
     first = publish(m, endpoint=hub.url, token=TOKEN)
-    assert set(first.commits) == {"demo-user/tiny-mistral-lora-full", "demo-user/tiny-mistral-lora-half", "demo-user/tiny-mistral-lora-full-merged"}
+    assert set(first.commits) == {"hubkit-demo/tiny-mistral", "demo-user/tiny-mistral-lora-full", "demo-user/tiny-mistral-lora-half", "demo-user/tiny-mistral-lora-full-merged"}
     assert all(first.commits.values()) and set(first.tags) == set(first.commits)
     with hub_session(hub.url):
         for plan in first.plans:

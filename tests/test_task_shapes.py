@@ -28,7 +28,7 @@ from hubkit.manifest import load_manifest
 def _jsonl(path: Path, rows: list[dict]) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return str(path.relative_to(path.parents[1]))
+    return str(path)
 
 
 def _data(root: Path, arc_rows: dict[str, list[dict]]) -> dict:
@@ -149,4 +149,10 @@ def test_a_few_shot_setup_without_a_split_for_the_shots_is_refused(shapes, tmp_p
     data["evals"]["arc25"]["data"]["arc_challenge"]["files"]["dev"] = data["evals"]["arc25"]["data"]["arc_challenge"]["files"]["test"]
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     with pytest.raises(EvalError, match=r"files\.dev: arc_challenge reads no split named 'dev'"):
+        run_eval(load_manifest(path), setup="arc25", runs_dir=tmp_path / "runs")
+    # data for a task the setup does not run
+    del data["evals"]["arc25"]["data"]["arc_challenge"]["files"]["dev"]
+    data["evals"]["arc25"]["data"]["arc_easy"] = {"files": {"test": data["evals"]["arc25"]["data"]["arc_challenge"]["files"]["test"]}}
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    with pytest.raises(EvalError, match=r"evals\.arc25\.data\.arc_easy: not one of this setup's tasks \(arc_challenge\) nor a subtask of its groups"):
         run_eval(load_manifest(path), setup="arc25", runs_dir=tmp_path / "runs")
