@@ -207,6 +207,70 @@ def test_app_refuses_bad_input_with_a_message(app):
         client.predict("Which?", "only one", False, api_name="/multiple_choice")
     with pytest.raises(AppError, match="tokens; this Space takes at most"):
         client.predict("word " * 2000, 4, 0.0, 1.0, 0, ["base"], api_name="/generate")
+    # the choices count too: one 8k-character choice, or many that each fit but not together
+    with pytest.raises(AppError, match=r"question and its choices are \d+ tokens together .*longest choice #2.*at most 1024"):
+        client.predict("Which colour?", "red\n" + "blue " * 1600, False, api_name="/multiple_choice")
+    with pytest.raises(AppError, match=r"tokens together .*at most 1024"):
+        client.predict("Which colour?", "\n".join(f"{i} " + "green " * 110 for i in range(10)), False, api_name="/multiple_choice")
+
+
+def test_engine_runs_one_forward_at_a_time_across_threads(engine, demo_world):
+    """peft's adapter_names routing is per-call state on shared layers: threads driving the
+    engine at once must get what each call gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = _rows(demo_world, 4)
+    calls = []
+    for i, row in enumerate(rows * 2):
+        context = QUESTION.format(q=row["question"])
+        cols = [engine.columns, [BASE, "lora-half"], ["lora-full"]][i % 3]
+        calls.append(("gen", context, cols))
+        calls.append(("score", context, [" " + c for c in row["choices"]["text"]], cols))
+
+    def run(call):
+        if call[0] == "gen":
+            return engine.generate(call[1], call[2], max_new_tokens=4)
+        return {k: v.loglik for k, v in engine.score(call[1], call[2], call[3]).items()}
+
+    alone = [run(c) for c in calls]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(run, calls))
+    assert together == alone
+
+
+def test_app_serves_concurrent_mixed_requests_like_one_by_one(app, demo_world):
+    """32 generate and multiple-choice requests at once (two endpoints, one model): every one
+    succeeds and answers what it answers alone."""
+    from concurrent.futures import wait
+
+    client, eng, _ = app
+    n = len(eng.columns)
+    selections = [["base", "lora-full", "lora-half"], ["lora-half"], ["base", "lora-full"], ["lora-full", "lora-half"]]
+    requests = []
+    for i, row in enumerate(_rows(demo_world, 16)):
+        if i % 2 == 0:
+            args = (QUESTION.format(q=row["question"]), 3 + i % 3, 0.0, 1.0, 0, selections[(i // 2) % 4])
+            requests.append(("/generate", args))
+            requests.append(("/generate", (row["question"] + " Answer:", 4, 0.8, 0.9, i, selections[(i // 2 + 1) % 4])))
+        else:
+            requests.append(("/multiple_choice", (row["question"], "\n".join(row["choices"]["text"]), False)))
+            requests.append(("/multiple_choice", (row["question"], "\n".join(reversed(row["choices"]["text"])), True)))
+    assert len(requests) == 32
+
+    def comparable(api, out):  # generate's stats carry timings; texts and diffs must agree
+        return [out[:n], out[2 * n : 3 * n]] if api == "/generate" else out
+
+    alone = [comparable(api, client.predict(*args, api_name=api)) for api, args in requests]
+    jobs = [client.submit(*args, api_name=api) for api, args in requests]
+    wait(jobs, timeout=300)
+    failed, together = [], []
+    for (api, _), job in zip(requests, jobs):
+        try:
+            together.append(comparable(api, job.result(timeout=0)))
+        except Exception as exc:  # noqa: BLE001 (counted and shown below)
+            failed.append(f"{api}: {exc}")
+    assert not failed, f"{len(failed)} of 32 failed: {failed[:3]}"
+    assert together == alone
 
 
 # -- build and deploy --------------------------------------------------------------------------
