@@ -7,6 +7,7 @@ import ast
 import json
 import math
 import re
+import shutil
 import sys
 
 import pytest
@@ -129,20 +130,26 @@ def test_word_diff_marks_changed_words():
 
 
 @pytest.fixture(scope="module")
-def app(demo_world, tmp_path_factory):
+def recorded(demo_world, tmp_path_factory):
+    """A manifest and real run records of its eval setup (for the Results tab)."""
+    data = yaml.safe_load(demo_world.paths.manifest.read_text())
+    data["evals"]["demo"].update(strategies=["fp32-lora"], limit=12)
+    path = demo_world.paths.root / "hubkit-space-app.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    runs = tmp_path_factory.mktemp("space-runs")
+    run_eval(load_manifest(path), runs_dir=runs)
+    return path, runs
+
+
+@pytest.fixture(scope="module")
+def app(recorded, tmp_path_factory):
     """The built Space folder's app, launched on loopback, and a gradio_client for it."""
     import importlib.util
 
     from gradio_client import Client
 
-    data = yaml.safe_load(demo_world.paths.manifest.read_text())
-    data["evals"]["demo"].update(strategies=["fp32-lora"], limit=12)
-    path = demo_world.paths.root / "hubkit-space-app.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    manifest = load_manifest(path)
-    runs = tmp_path_factory.mktemp("space-runs")
-    run_eval(manifest, runs_dir=runs)  # real records for the Results tab
-    folder = build_space(manifest, tmp_path_factory.mktemp("space") / "space", local=True, runs_dir=runs).out
+    path, runs = recorded
+    folder = build_space(load_manifest(path), tmp_path_factory.mktemp("space") / "space", local=True, runs_dir=runs).out
     spec = importlib.util.spec_from_file_location("hubkit_space_app_under_test", folder / "app.py")
     mod = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(folder))
@@ -341,7 +348,7 @@ def test_space_cli_build_and_dry_run(demo_world, tmp_path, capsys):
     from importlib.metadata import version
 
     reqs = (out / "requirements.txt").read_text().splitlines()
-    assert f"torch=={version('torch')}" in reqs and f"peft=={version('peft')}" in reqs
+    assert f"peft=={version('peft')}" in reqs and "torch>=2.4" in reqs
     with LocalHub(tmp_path / "hub", record=True) as hub:
         assert main(["space", "deploy", "-m", str(demo_world.paths.manifest), "--endpoint", hub.url, "--dry-run", "--json"]) == 0
         plan = json.loads(capsys.readouterr().out)
@@ -383,3 +390,25 @@ def test_deployed_space_loads_its_models_from_the_hub(demo_world, tmp_path):
     assert list(out[:3]) == [local.generate(prompt, max_new_tokens=4)[c] for c in local.columns]
     cached = list((tmp_path / "hf" / "hub").glob("models--demo-user--tiny-mistral-lora-*"))
     assert len(cached) == 2, "the adapters came through huggingface_hub's cache"
+
+
+def test_a_deleted_results_file_is_one_line_naming_run_and_file(recorded, tmp_path, capsys):
+    """A run record whose lm-eval results JSON was removed by hand: `space build` says which run
+    and which file, in one line and a hint, and writes nothing."""
+    from hubkit.cli import main
+    from hubkit.eval.records import list_records
+
+    path, runs = recorded
+    mine = tmp_path / "runs"
+    shutil.copytree(runs, mine)
+    record = list_records(mine)[-1]
+    (results,) = record.results_files
+    record.path.chmod(0o755)  # records are frozen read-only; the user removed the file anyway
+    results.unlink()
+    code = main(["space", "build", "-m", str(path), "--runs-dir", str(mine), "--out", str(tmp_path / "space")])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code != 0 and "Traceback" not in err
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), err
+    assert record.run_id in lines[0] and str(results) in lines[0] and "missing" in lines[0]
+    assert not (tmp_path / "space").exists()
