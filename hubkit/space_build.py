@@ -14,12 +14,15 @@ The app resolves each repo id against the Hub it runs with (HF_ENDPOINT) through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -383,27 +386,75 @@ class Served:
     log: Path
 
     def wait(self, seconds: float | None = None) -> None:
-        """Serve until Ctrl-C, `seconds` (None: no limit) or the app exiting; then stop it."""
+        """Serve until Ctrl-C, SIGTERM, `seconds` (None: no limit) or the app exiting; then stop it."""
         try:
-            self.process.wait(timeout=seconds)
+            with _stop_signals():
+                self.process.wait(timeout=seconds)
         except (KeyboardInterrupt, subprocess.TimeoutExpired):
             pass
         finally:
             self.stop()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+        """Stop the app and whatever it started (its own process group), SIGKILL after 10 s."""
+        _stop_group(self.process)
+
+
+def _stop_group(proc: subprocess.Popen, grace: float = 10) -> None:
+    # The group is signalled only while its leader is unreaped (running, or a zombie whose id
+    # the kernel still holds), so the id cannot belong to anyone else's processes yet.
+    if proc.returncode is not None:
+        return
+    for sig in (signal.SIGTERM, getattr(signal, "SIGKILL", signal.SIGTERM)):
+        try:
+            os.killpg(proc.pid, sig)
+        except (AttributeError, ProcessLookupError, PermissionError):  # no process groups (Windows), or it left ours
+            proc.send_signal(sig)
+        try:
+            proc.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextlib.contextmanager
+def _stop_signals():
+    """Within: SIGTERM and SIGHUP raise KeyboardInterrupt, as Ctrl-C does, so whatever stops the
+    app runs (Python's default for SIGTERM ends the process and leaves the app serving). Signal
+    handlers belong to the main thread; elsewhere nothing changes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM))}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# Run in the app's process before app.py: on Linux, ask the kernel to SIGTERM it when its parent
+# dies (even by SIGKILL), and give up if the parent is already gone; then become `python app.py`.
+_CHILD_BOOT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG\n"
+    "os.getppid() == int(sys.argv[1]) or sys.exit(0)\n"
+    "os.execv(sys.executable, [sys.executable, 'app.py'])\n"
+)
 
 
 def serve_space(folder: str | Path, *, port: int | None = None, timeout: float = 180, env: dict | None = None) -> Served:
     """Start the Space's app.py on 127.0.0.1 in a child process (as a Space runs it) and wait
     until it answers. Offline: Gradio's analytics and huggingface_hub's network are off unless
-    the config needs a Hub (then HF_ENDPOINT decides where)."""
+    the config needs a Hub (then HF_ENDPOINT decides where).
+
+    The app runs in its own process group, which `Served.stop` ends as a whole. Ctrl-C or SIGTERM
+    while it starts (or during `Served.wait`) stops it; on Linux it also ends if this process dies
+    (when called from the main thread: the kernel ties it to the thread that started it)."""
     import urllib.request
 
     folder = Path(folder)
@@ -413,22 +464,31 @@ def serve_space(folder: str | Path, *, port: int | None = None, timeout: float =
     child = dict(os.environ)
     child.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
     child.update(env or {})
+    argv = [sys.executable, "app.py"]
+    if sys.platform == "linux" and threading.current_thread() is threading.main_thread():
+        argv = [sys.executable, "-c", _CHILD_BOOT, str(os.getpid())]
     log = folder / "serve.log"
-    with open(log, "wb") as fh:  # the child keeps its own copy of the handle
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=folder, env=child, stdout=fh, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            tail = log.read_text(errors="replace").splitlines()[-15:]
-            raise SpaceError(f"the Space exited with code {proc.returncode} while starting:\n" + "\n".join(tail), hint=f"Full log: {log}")
+    with _stop_signals():
+        with open(log, "wb") as fh:  # the child keeps its own copy of the handle
+            # A session of its own: a terminal's Ctrl-C reaches only us, and we stop the app.
+            proc = subprocess.Popen(argv, cwd=folder, env=child, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         try:
-            with urllib.request.urlopen(url + "/config", timeout=2) as r:
-                if r.status == 200:
-                    return Served(url, proc, log)
-        except OSError:
-            time.sleep(0.5)
-    proc.kill()
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if proc.poll() is not None:
+                    tail = log.read_text(errors="replace").splitlines()[-15:]
+                    raise SpaceError(f"the Space exited with code {proc.returncode} while starting:\n" + "\n".join(tail), hint=f"Full log: {log}")
+                try:
+                    with urllib.request.urlopen(url + "/config", timeout=2) as r:
+                        if r.status == 200:
+                            return Served(url, proc, log)
+                except OSError:
+                    time.sleep(0.5)
+        except BaseException:
+            _stop_group(proc)
+            raise
+    _stop_group(proc)
     raise SpaceError(f"the Space did not answer on {url} within {timeout:.0f}s", hint=f"See {log}.")
 
 
