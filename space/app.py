@@ -35,6 +35,11 @@ except ImportError:
 
 
 HERE = Path(__file__).resolve().parent
+# Every event that runs the model joins this one concurrency group with a limit of 1: Gradio's
+# limits are per event otherwise, and Generate and Multiple choice would drive the model at once.
+# (The engine's lock is what guarantees it; the shared queue keeps requests waiting in line,
+# in order, instead of holding a worker thread and a request's memory each.)
+MODEL_QUEUE = "model"
 # Fonts the browser already has: the page must not fetch anything from outside the Space.
 THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"], font_mono=["ui-monospace", "monospace"])
 
@@ -45,7 +50,8 @@ def load_config(path: str | Path | None = None) -> dict:
 
 def model_folder(entry: dict) -> str:
     """A local folder when the config names one that exists here, else the repo at its pinned
-    revision through huggingface_hub (the Hub, HF_ENDPOINT, or the offline cache)."""
+    revision through huggingface_hub (the Hub this Space runs with: HF_ENDPOINT, or the offline
+    cache)."""
     if entry.get("path") and Path(entry["path"]).is_dir():
         return entry["path"]
     from huggingface_hub import snapshot_download
@@ -65,6 +71,13 @@ def load_engine(cfg: dict) -> Engine:
 
 def _label(name: str) -> str:
     return "base" if name == BASE else name
+
+
+def hub_url(repo_id: str) -> str:
+    """The repo's page on the Hub this Space runs with (the config names no endpoint)."""
+    from huggingface_hub import constants
+
+    return f"{constants.ENDPOINT.rstrip('/')}/{repo_id}"
 
 
 def _versions() -> dict:
@@ -152,8 +165,17 @@ def build_app(cfg: dict, engine: Engine) -> gr.Blocks:
         if len(choices) > max_choices:
             raise gr.Error(f"At most {max_choices} choices.")
         context = template.format(question=question.strip())
-        if len(engine.encode(context)) > max_prompt:
-            raise gr.Error(f"The question is longer than {max_prompt} tokens.")
+        # Every choice is a row of question + choice, so the question and all choices together
+        # count against the cap (one long choice would otherwise set the batch's width).
+        n_question = len(engine.encode(context))
+        n_choices = [len(engine.encode_pair(context, " " + c)[1]) for c in choices]
+        total = n_question + sum(n_choices)
+        if total > max_prompt:
+            longest = max(range(len(choices)), key=n_choices.__getitem__)
+            raise gr.Error(
+                f"The question and its choices are {total} tokens together (question {n_question}, longest choice "
+                f"#{longest + 1} {n_choices[longest]}); this Space takes at most {max_prompt}."
+            )
         scores = engine.score(context, [" " + c for c in choices])
         probs = {"choice": choices}
         logliks = {"choice": choices}
@@ -228,13 +250,14 @@ def build_app(cfg: dict, engine: Engine) -> gr.Blocks:
                         diffs.append(
                             gr.HighlightedText(label="words vs base", combine_adjacent=True, color_map={"+": "green", "-": "red"}, visible=name != BASE, elem_id=f"diff-{i}")
                         )
-            event = run.click(generate, [prompt, max_tokens, temperature, top_p, seed, selected], [*texts, *stats, *diffs, state], api_name="generate")
-            prompt.submit(generate, [prompt, max_tokens, temperature, top_p, seed, selected], [*texts, *stats, *diffs, state], api_name=False)
-            stop.click(None, None, None, cancels=[event], api_name=False)
+            gen_inputs, gen_outputs = [prompt, max_tokens, temperature, top_p, seed, selected], [*texts, *stats, *diffs, state]
+            clicked = run.click(generate, gen_inputs, gen_outputs, api_name="generate", concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+            submitted = prompt.submit(generate, gen_inputs, gen_outputs, api_name=False, concurrency_limit=1, concurrency_id=MODEL_QUEUE)
+            stop.click(None, None, None, cancels=[clicked, submitted], api_name=False)
         with gr.Tab("Multiple choice"):
             with gr.Row():
-                question = gr.Textbox(label="Question", lines=2, elem_id="question")
-                choices = gr.Textbox(label="Choices (one per line)", lines=4, elem_id="choices")
+                question = gr.Textbox(label="Question", lines=2, max_length=max_prompt * 8, elem_id="question")
+                choices = gr.Textbox(label="Choices (one per line)", lines=4, max_length=max_prompt * 8, elem_id="choices")
             normalized = gr.Checkbox(label="Normalize by length (lm-eval's acc_norm)", value=False)
             examples = cfg.get("mc", {}).get("examples") or []
             if examples:
@@ -243,7 +266,10 @@ def build_app(cfg: dict, engine: Engine) -> gr.Blocks:
             picks = gr.Markdown(elem_id="picks")
             probs = gr.Dataframe(label="Probability of each choice (★ = the model's pick)", interactive=False)
             logliks = gr.Dataframe(label="Log-likelihoods (summed over the choice's tokens)", interactive=False)
-            score.click(multiple_choice, [question, choices, normalized], [probs, logliks, picks, state], api_name="multiple_choice")
+            score.click(
+                multiple_choice, [question, choices, normalized], [probs, logliks, picks, state], api_name="multiple_choice",
+                concurrency_limit=1, concurrency_id=MODEL_QUEUE,
+            )
         with gr.Tab("Results"):
             if metrics:
                 metric = gr.Dropdown(metrics, value=metrics[0], label="Metric for the chart")
@@ -257,7 +283,7 @@ def build_app(cfg: dict, engine: Engine) -> gr.Blocks:
         with gr.Tab("About"):
             parts = []
             for a in [cfg["base"], *cfg["adapters"]]:
-                link = f"[`{a['repo_id']}`]({a['url']})" if a.get("repo_id") else "(local)"
+                link = f"[`{a['repo_id']}`]({hub_url(a['repo_id'])})" if a.get("repo_id") else "(local)"
                 rev = f" @ `{a['revision'][:12]}`" if a.get("revision") else ""
                 parts.append(f"### {a['name']}\n{link}{rev}\n\n{a.get('summary') or ''}")
                 if a is not cfg["base"] and a.get("repo_id"):
@@ -279,7 +305,7 @@ def create(config_path: str | Path | None = None) -> tuple[gr.Blocks, Engine]:
     cfg = load_config(config_path)
     engine = load_engine(cfg)
     demo = build_app(cfg, engine)
-    demo.queue(default_concurrency_limit=1, max_size=64)  # one model, one request at a time
+    demo.queue(default_concurrency_limit=1, max_size=64)  # and the model's events share MODEL_QUEUE
     return demo, engine
 
 

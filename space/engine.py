@@ -5,6 +5,12 @@ row per column: peft's `adapter_names=` routes each row through its adapter (`"_
 none). So N adapters cost one base plus N small adapters in memory, and no request ever flips
 a global "active adapter" under another one.
 
+peft routes `adapter_names` by registering forward hooks on the shared LoRA layers for the length
+of one call, so two forwards at once would read each other's routing (peft then fails with
+"Length of `adapter_names` should be the same as the number of inputs", or worse, silently routes
+a row through the wrong adapter). Every forward therefore holds the engine's lock: whatever the
+web server's queue does, the model runs one batch at a time.
+
 This file ships inside the Space (it needs torch, transformers and peft, not hubkit).
 """
 
@@ -13,6 +19,7 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
@@ -91,6 +98,9 @@ class Engine:
         eos = self.tokenizer.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else (min(self.eos_ids) if self.eos_ids else 0)
+        # Held per forward, not per request: a streamed generation the caller abandons mid-way
+        # (Gradio's Stop) never leaves the lock taken.
+        self.lock = threading.Lock()
 
     # -- plumbing ------------------------------------------------------------------------------
     def _check(self, columns: list[str]) -> list[str]:
@@ -106,7 +116,8 @@ class Engine:
     def _forward(self, names: list[str], **kw):
         if self.adapters:
             kw["adapter_names"] = names
-        return self.model(**kw)
+        with self.lock:
+            return self.model(**kw)
 
     # -- generation ------------------------------------------------------------------------------
     @torch.inference_mode()

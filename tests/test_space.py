@@ -7,6 +7,7 @@ import ast
 import json
 import math
 import re
+import shutil
 import sys
 
 import pytest
@@ -129,20 +130,26 @@ def test_word_diff_marks_changed_words():
 
 
 @pytest.fixture(scope="module")
-def app(demo_world, tmp_path_factory):
+def recorded(demo_world, tmp_path_factory):
+    """A manifest and real run records of its eval setup (for the Results tab)."""
+    data = yaml.safe_load(demo_world.paths.manifest.read_text())
+    data["evals"]["demo"].update(strategies=["fp32-lora"], limit=12)
+    path = demo_world.paths.root / "hubkit-space-app.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    runs = tmp_path_factory.mktemp("space-runs")
+    run_eval(load_manifest(path), runs_dir=runs)
+    return path, runs
+
+
+@pytest.fixture(scope="module")
+def app(recorded, tmp_path_factory):
     """The built Space folder's app, launched on loopback, and a gradio_client for it."""
     import importlib.util
 
     from gradio_client import Client
 
-    data = yaml.safe_load(demo_world.paths.manifest.read_text())
-    data["evals"]["demo"].update(strategies=["fp32-lora"], limit=12)
-    path = demo_world.paths.root / "hubkit-space-app.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    manifest = load_manifest(path)
-    runs = tmp_path_factory.mktemp("space-runs")
-    run_eval(manifest, runs_dir=runs)  # real records for the Results tab
-    folder = build_space(manifest, tmp_path_factory.mktemp("space") / "space", local=True, runs_dir=runs).out
+    path, runs = recorded
+    folder = build_space(load_manifest(path), tmp_path_factory.mktemp("space") / "space", local=True, runs_dir=runs).out
     spec = importlib.util.spec_from_file_location("hubkit_space_app_under_test", folder / "app.py")
     mod = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(folder))
@@ -207,6 +214,70 @@ def test_app_refuses_bad_input_with_a_message(app):
         client.predict("Which?", "only one", False, api_name="/multiple_choice")
     with pytest.raises(AppError, match="tokens; this Space takes at most"):
         client.predict("word " * 2000, 4, 0.0, 1.0, 0, ["base"], api_name="/generate")
+    # the choices count too: one 8k-character choice, or many that each fit but not together
+    with pytest.raises(AppError, match=r"question and its choices are \d+ tokens together .*longest choice #2.*at most 1024"):
+        client.predict("Which colour?", "red\n" + "blue " * 1600, False, api_name="/multiple_choice")
+    with pytest.raises(AppError, match=r"tokens together .*at most 1024"):
+        client.predict("Which colour?", "\n".join(f"{i} " + "green " * 110 for i in range(10)), False, api_name="/multiple_choice")
+
+
+def test_engine_runs_one_forward_at_a_time_across_threads(engine, demo_world):
+    """peft's adapter_names routing is per-call state on shared layers: threads driving the
+    engine at once must get what each call gets alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows = _rows(demo_world, 4)
+    calls = []
+    for i, row in enumerate(rows * 2):
+        context = QUESTION.format(q=row["question"])
+        cols = [engine.columns, [BASE, "lora-half"], ["lora-full"]][i % 3]
+        calls.append(("gen", context, cols))
+        calls.append(("score", context, [" " + c for c in row["choices"]["text"]], cols))
+
+    def run(call):
+        if call[0] == "gen":
+            return engine.generate(call[1], call[2], max_new_tokens=4)
+        return {k: v.loglik for k, v in engine.score(call[1], call[2], call[3]).items()}
+
+    alone = [run(c) for c in calls]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(run, calls))
+    assert together == alone
+
+
+def test_app_serves_concurrent_mixed_requests_like_one_by_one(app, demo_world):
+    """32 generate and multiple-choice requests at once (two endpoints, one model): every one
+    succeeds and answers what it answers alone."""
+    from concurrent.futures import wait
+
+    client, eng, _ = app
+    n = len(eng.columns)
+    selections = [["base", "lora-full", "lora-half"], ["lora-half"], ["base", "lora-full"], ["lora-full", "lora-half"]]
+    requests = []
+    for i, row in enumerate(_rows(demo_world, 16)):
+        if i % 2 == 0:
+            args = (QUESTION.format(q=row["question"]), 3 + i % 3, 0.0, 1.0, 0, selections[(i // 2) % 4])
+            requests.append(("/generate", args))
+            requests.append(("/generate", (row["question"] + " Answer:", 4, 0.8, 0.9, i, selections[(i // 2 + 1) % 4])))
+        else:
+            requests.append(("/multiple_choice", (row["question"], "\n".join(row["choices"]["text"]), False)))
+            requests.append(("/multiple_choice", (row["question"], "\n".join(reversed(row["choices"]["text"])), True)))
+    assert len(requests) == 32
+
+    def comparable(api, out):  # generate's stats carry timings; texts and diffs must agree
+        return [out[:n], out[2 * n : 3 * n]] if api == "/generate" else out
+
+    alone = [comparable(api, client.predict(*args, api_name=api)) for api, args in requests]
+    jobs = [client.submit(*args, api_name=api) for api, args in requests]
+    wait(jobs, timeout=300)
+    failed, together = [], []
+    for (api, _), job in zip(requests, jobs):
+        try:
+            together.append(comparable(api, job.result(timeout=0)))
+        except Exception as exc:  # noqa: BLE001 (counted and shown below)
+            failed.append(f"{api}: {exc}")
+    assert not failed, f"{len(failed)} of 32 failed: {failed[:3]}"
+    assert together == alone
 
 
 # -- build and deploy --------------------------------------------------------------------------
@@ -277,7 +348,7 @@ def test_space_cli_build_and_dry_run(demo_world, tmp_path, capsys):
     from importlib.metadata import version
 
     reqs = (out / "requirements.txt").read_text().splitlines()
-    assert f"torch=={version('torch')}" in reqs and f"peft=={version('peft')}" in reqs
+    assert f"peft=={version('peft')}" in reqs and "torch>=2.4" in reqs
     with LocalHub(tmp_path / "hub", record=True) as hub:
         assert main(["space", "deploy", "-m", str(demo_world.paths.manifest), "--endpoint", hub.url, "--dry-run", "--json"]) == 0
         plan = json.loads(capsys.readouterr().out)
@@ -319,3 +390,26 @@ def test_deployed_space_loads_its_models_from_the_hub(demo_world, tmp_path):
     assert list(out[:3]) == [local.generate(prompt, max_new_tokens=4)[c] for c in local.columns]
     cached = list((tmp_path / "hf" / "hub").glob("models--demo-user--tiny-mistral-lora-*"))
     assert len(cached) == 2, "the adapters came through huggingface_hub's cache"
+
+
+def test_a_deleted_results_file_is_one_line_naming_run_and_file(recorded, tmp_path, capsys):
+    """A run record whose lm-eval results JSON was removed by hand: `space build` says which run
+    and which file, in one line and a hint, and writes nothing."""
+    from hubkit.cli import main
+    from hubkit.eval.records import list_records
+
+    path, runs = recorded
+    mine = tmp_path / "runs"
+    shutil.copytree(runs, mine)
+    record = list_records(mine)[-1]
+    (rel,) = record.results_files
+    results = record.path / rel
+    results.parent.chmod(0o755)  # records are frozen read-only; the user removed the file anyway
+    results.unlink()
+    code = main(["space", "build", "-m", str(path), "--runs-dir", str(mine), "--out", str(tmp_path / "space")])
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert code != 0 and "Traceback" not in err
+    assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), err
+    assert record.run_id in lines[0] and str(results) in lines[0] and "missing" in lines[0]
+    assert not (tmp_path / "space").exists()
