@@ -146,7 +146,7 @@ class SlurmExecutor:
                 raise ScaleoutError(
                     f"sbatch refused {len(group)} unit(s) ({', '.join(u.id for u in group[:3])}"
                     f"{'...' if len(group) > 3 else ''}): {str(detail).strip()}",
-                    hint="Check the partition, account and resources (`sinfo`, `sacctmgr show assoc`).",
+                    hint="Check the partition, account and resources against the cluster (`sinfo -s` lists partitions).",
                 ) from e
             now = time.time()
             for unit, job in zip(group, jobs):
@@ -179,7 +179,8 @@ class SlurmExecutor:
         return {uid: UnitStatus(**s.to_json()) for uid, s in self._status.items()}
 
     def cancel(self, unit_id: str) -> None:
-        """Asks Slurm to cancel the unit's job (scancel); the next poll reports it cancelled.
+        """Asks Slurm to cancel the unit's job (scancel); polls report it cancelled once Slurm
+        has stopped it (a running job shows as running for KillWait seconds meanwhile).
         Raises ScaleoutError for an unknown unit or when scancel fails."""
         status = self._status.get(unit_id)
         if status is None:
