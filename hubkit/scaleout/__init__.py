@@ -1,0 +1,41 @@
+"""Scale-out: run units of work locally (a GPU pool) or on Slurm (submitit job arrays), and keep
+a matrix state file so reruns do only what is missing.
+
+Units are generic picklable callables; nothing here knows about evaluation. `SlurmExecutor`
+needs the `scaleout` extra (submitit) and is imported on first use.
+"""
+
+from hubkit.scaleout.local import GpuPool, LocalExecutor, visible_gpus
+from hubkit.scaleout.matrix import Matrix, MatrixRun, format_duration, render_view
+from hubkit.scaleout.units import (
+    CANCELLED,
+    DONE,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    STATES,
+    Executor,
+    Handle,
+    Resources,
+    ScaleoutError,
+    Unit,
+    UnitFailed,
+    UnitStatus,
+    unit_id,
+)
+
+__all__ = [
+    "CANCELLED", "DONE", "FAILED", "QUEUED", "RUNNING", "STATES",
+    "Executor", "GpuPool", "Handle", "LocalExecutor", "Matrix", "MatrixRun", "Resources",
+    "ScaleoutError", "SlurmExecutor", "Unit", "UnitFailed", "UnitStatus",
+    "format_duration", "render_view", "unit_id", "visible_gpus",
+]  # fmt: skip
+
+
+def __getattr__(name: str):
+    # submitit is an optional extra: import it only when the Slurm executor is asked for.
+    if name == "SlurmExecutor":
+        from hubkit.scaleout.slurm import SlurmExecutor
+
+        return SlurmExecutor
+    raise AttributeError(f"module 'hubkit.scaleout' has no attribute {name!r}")
