@@ -191,9 +191,12 @@ def test_nothing_in_a_readme_runs_or_loads_from_elsewhere():
     assert 'href="https://evil.example/img.png"' in page and "not loaded" in page
 
 
-def test_front_matter_without_aliases_and_json_safe():
+def test_front_matter_is_json_safe_and_bounded():
     data, body, err = split_front_matter("---\na: &x [1, 2]\nb: *x\n---\nbody")
-    assert data is None and "alias" in err and body == "body"
+    assert err is None and data == {"a": [1, 2], "b": [1, 2]} and body == "body"
+    bomb = "---\na: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8)) + "---\n"
+    data, _, err = split_front_matter(bomb)  # 10**9 values once expanded
+    assert data is None and "too many values" in err
     data, _, err = split_front_matter("---\ndate: 2026-11-29\nn: 1\n---\n")
     assert err is None and data == {"date": "2026-11-29", "n": 1}
     data, _, err = split_front_matter("---\n- a\n- b\n---\n")

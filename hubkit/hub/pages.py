@@ -57,24 +57,22 @@ CSP = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; form
 _FRONT_MATTER = re.compile(r"^(\s*---[\r\n]+)([\S\s]*?)([\r\n]+---(\r\n|\n|$))")  # huggingface_hub's own
 
 
-class _NoAliasLoader(yaml.SafeLoader):
-    """YAML without anchors and aliases: a few bytes of aliases expand to gigabytes once the
-    data is serialised (cardData in every repo listing)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise yaml.composer.ComposerError(None, None, "aliases are not allowed", event.start_mark)
-        return super().compose_node(parent, index)
+MAX_FRONT_MATTER_VALUES = 100_000
 
 
-def _jsonable(value: Any, depth: int = 0) -> Any:
+def _jsonable(value: Any, budget: list[int], depth: int = 0) -> Any:
+    """A fresh JSON-safe copy (dates as ISO strings, keys as strings). YAML aliases are copied
+    out, so `budget` caps how many values the copy may hold: a few bytes of nested aliases
+    would otherwise expand to gigabytes in every repo listing that carries cardData."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise ValueError("front matter expands to too many values")
     if depth > 50:
         raise ValueError("front matter is nested too deeply")
     if isinstance(value, dict):
-        return {str(k): _jsonable(v, depth + 1) for k, v in value.items()}
+        return {str(k): _jsonable(v, budget, depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple, set)):
-        return [_jsonable(v, depth + 1) for v in value]
+        return [_jsonable(v, budget, depth + 1) for v in value]
     if isinstance(value, (dt.date, dt.datetime)):
         return value.isoformat()
     if isinstance(value, bytes):
@@ -92,8 +90,7 @@ def split_front_matter(text: str) -> tuple[dict | None, str, str | None]:
     if len(raw) > MAX_FRONT_MATTER:
         return None, body, "front matter is larger than 1 MiB"
     try:
-        data = yaml.load(raw, Loader=_NoAliasLoader)  # noqa: S506 (a SafeLoader subclass)
-        data = _jsonable(data)
+        data = _jsonable(yaml.safe_load(raw), [MAX_FRONT_MATTER_VALUES])
     except (yaml.YAMLError, ValueError, RecursionError) as exc:
         return None, body, str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
     if data is None:
@@ -115,6 +112,7 @@ class Links:
     rev: str = "main"
     prefix: str = ""
     on_hub: bool = False
+    base_dir: str = ""  # the folder of the markdown file, which relative paths start from
 
     def asset(self, rel: str) -> str:
         if self.repo_url is not None:
@@ -154,7 +152,7 @@ def vet_url(url: str, links: Links, *, image: bool) -> tuple[str | None, bool]:
         return None, False
     if url.startswith("/"):
         return (url, False) if links.on_hub else (None, False)
-    rel = posixpath.normpath(unquote(parts.path))
+    rel = posixpath.normpath(posixpath.join(links.base_dir, unquote(parts.path)))
     try:
         names.repo_path(rel)
     except names.BadName:
@@ -763,7 +761,7 @@ def _repo_blob(store: "Store", rtype: str, repo_id: str, rev: str, path: str) ->
             except UnicodeDecodeError:
                 text = None
     if text is not None and ext == ".md":
-        links = Links(repo_url=ctx["repo_url"], rev=ctx["sha"], on_hub=True)
+        links = Links(repo_url=ctx["repo_url"], rev=ctx["sha"], on_hub=True, base_dir=posixpath.dirname(path))
         rendered = render_card_body(text, links)["html"]
     crumbs, acc = [], []
     for part in path.split("/"):

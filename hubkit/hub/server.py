@@ -112,6 +112,7 @@ class Store:
             self.path(d).mkdir(exist_ok=True)
         self.lock = threading.RLock()
         self._cards: OrderedDict = OrderedDict()  # (type, repo, commit) -> parsed front matter
+        self._cards_lock = threading.Lock()
 
     def path(self, *parts: str) -> Path:
         """`root/parts...`, resolved; OutsideRoot if that leaves the root."""
@@ -139,8 +140,8 @@ class Store:
     def _read_json(self, path: Path) -> Any:
         try:
             return json.loads(path.read_bytes())
-        except FileNotFoundError:
-            raise
+        except FileNotFoundError:  # deleted meanwhile
+            raise HubError(404, "Repository Not Found", "RepoNotFound") from None
         except (OSError, ValueError) as exc:
             raise HubError(500, f"the hub's store is damaged at {path.relative_to(self.base)}: {type(exc).__name__}") from None
 
@@ -194,7 +195,11 @@ class Store:
         for ns in sorted(tdir.iterdir()):
             if not ns.is_dir() or ns.is_symlink():
                 continue
-            for d in sorted(ns.iterdir()):
+            try:
+                entries = sorted(ns.iterdir())
+            except FileNotFoundError:  # its last repo was deleted meanwhile
+                continue
+            for d in entries:
                 if d.is_symlink():
                     continue
                 try:
@@ -303,18 +308,20 @@ class Store:
         from .pages import split_front_matter
 
         key = (rtype, repo_id, sha)
-        if key in self._cards:
-            self._cards.move_to_end(key)
-            return self._cards[key]
+        with self._cards_lock:
+            if key in self._cards:
+                self._cards.move_to_end(key)
+                return self._cards[key]
         entry = commit["files"].get("README.md")
         data = None
         if entry is not None:
             raw = self.read_blob(entry, 4 * MiB)
             if raw is not None:
                 data, _, _ = split_front_matter(raw.decode("utf-8", "replace"))
-        self._cards[key] = data
-        while len(self._cards) > 512:
-            self._cards.popitem(last=False)
+        with self._cards_lock:
+            self._cards[key] = data
+            while len(self._cards) > 512:
+                self._cards.popitem(last=False)
         return data
 
     def commit(self, rtype: str, repo_id: str, rev: str, lines: Iterable[bytes], create_pr: bool) -> dict:
