@@ -616,12 +616,11 @@ class Handler(BaseHTTPRequestHandler):
         if not self._chunked:
             if self._length > limit:
                 raise HubError(413, f"Request body too large: {self._length} bytes, the limit is {limit}")
-            left = self._length
-            while left:
-                chunk = self.rfile.read(min(left, MiB))
+            while self._length:  # counted down as read, so a later drain reads only the rest
+                chunk = self.rfile.read(min(self._length, MiB))
                 if not chunk:
                     raise HubError(400, "Request body ended early")
-                left -= len(chunk)
+                self._length -= len(chunk)
                 yield chunk
             self._body_done = True
             return
