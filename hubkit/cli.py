@@ -334,15 +334,29 @@ def hub() -> None:
 
 @hub.command("serve")
 @click.option("--root", type=click.Path(file_okay=False, path_type=Path), default=Path("hubkit-hub"), show_default=True, help="Where repos are stored.")
-@click.option("--port", default=8765, show_default=True, help="Port on 127.0.0.1.")
-@click.option("--token", envvar="HUBKIT_HUB_TOKEN", help="Require this bearer token on every API call (default: none).")
-def hub_serve(root: Path, port: int, token: str | None) -> None:
-    """Serve a local Hub on 127.0.0.1. Point clients at it with HF_ENDPOINT=http://127.0.0.1:PORT
-    and HF_HUB_DISABLE_XET=1, or use `hubkit publish --endpoint http://127.0.0.1:PORT`."""
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535), help="Port on 127.0.0.1 (0: any free port).")
+@click.option("--token", "token_arg", hidden=True, help="Refused: a token on the command line shows in the process list.")
+def hub_serve(root: Path, port: int, token_arg: str | None) -> None:
+    """Serve a local Hub on 127.0.0.1: the API the huggingface_hub client uses, and the Hub's
+    pages (model cards, files, commits) for a browser.
+
+    Point clients at it with HF_ENDPOINT=http://127.0.0.1:PORT and HF_HUB_DISABLE_XET=1, or
+    use `hubkit publish --endpoint http://127.0.0.1:PORT`. With HUBKIT_HUB_TOKEN set in its
+    environment, every request must carry that token (clients: HF_TOKEN; browsers: /login).
+    """
     from .hub.server import serve
 
-    _err(f"local hub on http://127.0.0.1:{port} (data in {root}); Ctrl-C stops it")
-    serve(root, port=port, token=token)
+    if token_arg is not None:
+        raise HubkitError(
+            "--token is no longer accepted: a token on the command line is visible to every user in the process list",
+            hint="Set HUBKIT_HUB_TOKEN in the hub's environment instead, and replace the token you passed.",
+        )
+    token = os.environ.get("HUBKIT_HUB_TOKEN") or None
+
+    def ready(url: str) -> None:
+        _err(f"local hub on {url} (data in {root}{', token required' if token else ''}); Ctrl-C stops it")
+
+    serve(root, port=port, token=token, on_ready=ready)
 
 
 def _print_push(result, dry_run: bool, as_json: bool) -> None:
