@@ -402,7 +402,7 @@ def plan_repo(api, name: str, repo_id: str, files: list[LocalFile], run_ids: lis
             plan.changed.append(f)
             continue
         is_lfs = getattr(r, "lfs", None) is not None
-        if not f.sha256:  # same size: compare content (cached by size and mtime)
+        if not f.sha256 or (not is_lfs and not f.sha1):  # same size: compare content (cached, see HashCache)
             f.sha256, f.sha1 = cache.get(f.source, need_sha1=not is_lfs)
         same = (r.lfs.sha256 == f.sha256) if is_lfs else (r.blob_id == f.sha1)
         (plan.unchanged if same else plan.changed).append(f)
@@ -775,10 +775,11 @@ def _publish_repo(api, plan: RepoPlan, target: Target, step: _Step, cache: HashC
             parent_commit=plan.head if not create_pr else None, repo_type=rt,
         )
     except HfHubHTTPError as exc:
-        if not (step.concurrent and _status(exc) == 412):
+        if _status(exc) != 412:
             raise
-        # Two publishes created this repo at once and the other one committed first: when it
-        # committed the same files, there is nothing left to do; otherwise the 412 stands.
+        # Someone committed since the plan (two publishes of one project at once, typically):
+        # when the repo now holds exactly these files, there is nothing left to do; otherwise the
+        # 412 stands, and the user re-plans.
         fresh = plan_repo(api, plan.artifact, plan.repo_id, target.files, plan.run_ids, revision=revision, cache=cache, repo_type=rt)
         if not fresh.noop:
             raise

@@ -443,6 +443,49 @@ def test_repo_created_concurrently_is_not_a_crash(project, hub, capsys, monkeypa
     assert remote_files(hub.url)["adapter_model.safetensors"] == (project.parent / "adapter" / "adapter_model.safetensors").read_bytes()
 
 
+@pytest.mark.parametrize("same_files", [True, False])
+def test_another_publish_committing_first_is_fine_when_it_sent_the_same_files(project, hub, capsys, monkeypatch, same_files):
+    """Both publishes planned against the same head; the other commits first, so this commit is
+    refused (412). When the repo now holds exactly these files, that is success; otherwise the
+    412 stands as one line, and nothing of ours was committed."""
+    from huggingface_hub import HfApi
+
+    from hubkit.manifest import load_manifest
+    from hubkit.publish import publish
+
+    weights = project.parent / "adapter" / "adapter_model.safetensors"
+    if not same_files:  # (with the same files: both create the repo, every file is new)
+        assert run(capsys, "publish", "-m", project, "--endpoint", hub.url)[0] == 0
+        save_adapter_weights(weights, seed=2)  # a change for both publishes to send
+    real_commit = HfApi.create_commit
+    raced = []
+
+    def someone_commits_first(self, *a, **k):
+        if not raced:
+            raced.append(1)
+            if not same_files:
+                save_adapter_weights(weights, seed=3)
+            publish(load_manifest(project), endpoint=hub.url, token=TOKEN)
+            if not same_files:
+                save_adapter_weights(weights, seed=2)
+        return real_commit(self, *a, **k)
+
+    monkeypatch.setattr(HfApi, "create_commit", someone_commits_first)
+    code, out, err = run(capsys, "publish", "-m", project, "--endpoint", hub.url)
+    tags, head = refs(hub.url)
+    if same_files:
+        assert code == 0 and out == f"{REPO}\tunchanged\n", err
+        assert f"{REPO}: another publish committed these same files meanwhile ({head[:8]}): nothing to commit" in err
+        assert remote_files(hub.url)["adapter_model.safetensors"] == weights.read_bytes()
+    else:
+        assert code == 1
+        (line,) = errors(err)
+        assert line.startswith(f"error: {REPO}: ") and "(HTTP 412) while committing; nothing was committed to" in line
+        assert "hint: The repo changed while publishing (someone committed); run `hubkit publish` again to re-plan." in err
+        assert remote_files(hub.url)["adapter_model.safetensors"] != weights.read_bytes()  # theirs, not overwritten
+    assert len(tags.tags) == (1 if same_files else 2)  # the other one's (and the first publish's)
+
+
 # -- 8. a run record that lost its results file ----------------------------------------------------
 
 
