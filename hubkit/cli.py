@@ -91,10 +91,15 @@ def inspect_cmd(path: Path, no_hash: bool, as_json: bool) -> None:
 @cli.command()
 @MANIFEST_OPTION
 def validate(manifest: Path) -> None:
-    """Check a manifest: every problem is listed with its file and field path."""
-    from .manifest import load_manifest
+    """Check a manifest: every problem is listed with its file and field path.
+
+    Beyond the schema: paths exist and stay inside the manifest's folder (unless absolute), and
+    artifacts meant for the Hub name a Hub base model."""
+    from .manifest import check_manifest, load_manifest
 
     m = load_manifest(manifest)
+    for warning in check_manifest(m):
+        _err(f"warning: {warning}")
     click.echo(
         f"{manifest}: ok ({len(m.artifacts)} artifacts, {len(m.evals)} eval setups, "
         f"{len(m.lineage)} lineage stages, {len(m.claims)} claims)"

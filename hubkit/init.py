@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from pathlib import Path
 
 from .errors import HubkitError, InspectError, ManifestError
 from .inspection import inspect_adapter, inspect_checkpoint
-from .manifest import load_manifest
+from .manifest import load_manifest, repo_id_problem
 from .templating import render_template
 
 
@@ -23,10 +24,12 @@ def _slug(name: str) -> str:
 
 
 def _rel(path: Path, start: Path) -> str:
-    try:
-        return os.path.relpath(path.resolve(), start.resolve())
-    except ValueError:  # another drive on Windows
-        return str(path.resolve())
+    """`path` relative to the manifest's folder when it lies inside it; otherwise absolute, since
+    a relative path may not lead outside the manifest's folder (see hubkit.manifest)."""
+    target, root = path.resolve(), start.resolve()
+    if target == root or target.is_relative_to(root):
+        return os.path.relpath(target, root)
+    return str(target)
 
 
 def init_manifest(
@@ -41,10 +44,18 @@ def init_manifest(
 ) -> Path:
     """Write a starting manifest for `adapter` (and its `merged` sibling) to `out`.
 
-    Returns the path written. Raises InspectError for unreadable inputs and HubkitError when
-    `out` exists and `force` is not set. The written file is validated before it is kept.
+    Returns the path written. Raises InspectError for unreadable inputs, and HubkitError when
+    `repo_id` is not a Hub repo id or `out` exists and `force` is not set. The written file is
+    validated before it is kept. A base that the adapter config names as a local folder is
+    written as `base_model: null` with a TODO (and `base_model_path`): `hubkit validate`
+    reports it until the base's Hub id is filled in.
     """
     adapter, out = Path(adapter), Path(out)
+    if repo_id is not None:
+        # The user's input, not our template: say which option is wrong before writing anything.
+        problem = repo_id_problem(repo_id) or (repo_id_problem(f"{repo_id}-merged") if merged is not None else None)
+        if problem:
+            raise HubkitError(f"--repo-id: {problem}", hint="Pass the Hub repo to publish to as --repo-id owner/name (e.g. me/my-lora).")
     if out.exists() and not force:
         raise HubkitError(f"{out}: already exists", hint="Pass --force to overwrite it, or -o another path.", path=out)
     facts = inspect_adapter(adapter, hash_files=False)
@@ -69,6 +80,7 @@ def init_manifest(
         base_model=None if local_base else base_ref,
         base_model_revision=facts.base_model_revision,
         base_model_path=_rel(Path(os.path.expanduser(base_ref)), out.parent) if local_base else None,
+        local_base=json.dumps(base_ref) if local_base else None,  # quoted: a newline must not end the comment
         merged_rel=_rel(merged, out.parent) if merged else None,
         merged_name=f"{adapter_name}-merged",
         merged_repo_id=f"{repo_id}-merged" if repo_id else None,

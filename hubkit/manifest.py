@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import os
 import re
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -33,12 +34,30 @@ DEFAULT_RELATION: dict[str, str] = {
     "full": "finetune",
 }
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^[A-Za-z0-9][\w.-]*$")
+def repo_id_problem(value: str) -> str | None:
+    """Why `value` is not a Hub repo id ('owner/name' or 'name'), or None when it is one.
+
+    The rule is huggingface_hub's own (`validate_repo_id`: letters, digits, '-', '_', '.', no
+    '--' or '..', at most 96 characters per part, not ending in '.git'), so an id that passes
+    here is never refused later by the client. Manifest, init and publish all ask this function.
+    """
+    from huggingface_hub.errors import HFValidationError
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(value)
+    except HFValidationError as exc:
+        # Its messages end with the id itself (which may hold a newline): keep just the rule.
+        reason = str(exc).replace(f": '{value}'", "").replace(" Use `repo_type` argument if needed.", "").strip().rstrip(".")
+        return f"expected a Hub repo id like 'owner/name', got {value!r} ({reason[:1].lower() + reason[1:]})"
+    return None
 
 
 def _check_repo_id(cls, v: str | None) -> str | None:
-    if v is not None and not _REPO_ID.match(v):
-        raise ValueError(f"expected a Hub repo id like 'owner/name', got {v!r}")
+    if v is not None:
+        problem = repo_id_problem(v)
+        if problem:
+            raise ValueError(problem)
     return v
 
 
@@ -447,11 +466,69 @@ def parse_manifest(data: Any, source: str = DEFAULT_MANIFEST) -> Manifest:
         raise ManifestError(problems[0], problems=problems, path=source) from None
 
 
+def _duplicate_keys(node: Any, path: str, seen: set[int], out: list[tuple[str, int, int]]) -> None:
+    """(key path, line, line of the first one) for each key repeated in a mapping, at any depth.
+
+    YAML itself lets the last repeat win, which silently drops the first one: a second
+    `artifacts:` would replace the whole first section. `<<` merge keys are meant to be
+    overridden and are not counted."""
+    if id(node) in seen:  # an alias: its node was walked where the anchor is
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.MappingNode):
+        first: dict[tuple, int] = {}
+        for key, value in node.value:
+            scalar = isinstance(key, yaml.ScalarNode)
+            name = key.value if scalar else "?"
+            sub = f"{path}.{name}" if path else name
+            if scalar and key.tag != "tag:yaml.org,2002:merge":
+                ident = (key.tag, key.value)
+                if ident in first:
+                    out.append((sub, key.start_mark.line + 1, first[ident]))
+                else:
+                    first[ident] = key.start_mark.line + 1
+            _duplicate_keys(value, sub, seen, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _duplicate_keys(item, f"{path}.{i}" if path else str(i), seen, out)
+
+
+def load_yaml(text: str, source: str) -> Any:
+    """Parse YAML text the way a manifest must be: safe types only, and no key twice in one
+    mapping. Raises ManifestError naming `source`, the line and the key path."""
+    loader = None
+    try:
+        loader = yaml.SafeLoader(text)  # refuses control characters right here
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        dups: list[tuple[str, int, int]] = []
+        _duplicate_keys(node, "", set(), dups)
+        if dups:
+            problems = [f"{source}: {key}: duplicate key on line {line} (first on line {first}; YAML would silently keep only the last)" for key, line, first in dups]
+            raise ManifestError(problems[0], problems=problems, path=source, hint="Keep one of each: merge the two entries, or rename one.")
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        if mark is None and isinstance(exc, yaml.reader.ReaderError):
+            line = text[: exc.position].count("\n") + 1
+            where = f" (line {line})"
+        else:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        problem = getattr(exc, "problem", None) or getattr(exc, "reason", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ManifestError(f"{source}: not valid YAML{where}: {problem}", path=source) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
 def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
     """Read and validate a manifest file.
 
     Returns the Manifest, whose relative paths resolve against the file's directory.
-    Raises ManifestError naming the file and each field path at fault.
+    Raises ManifestError naming the file and each field path at fault: unreadable or not UTF-8,
+    not YAML, a key given twice, or a field the schema refuses. `check_manifest` adds the checks
+    that look at the files the manifest names.
     """
     path = Path(path)
     if not path.is_file():
@@ -461,15 +538,141 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
             path=path,
         )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ManifestError(f"{path}: not valid YAML{where}: {problem}", path=path) from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})", path=path, hint="Check the file's permissions.") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        offset = exc.start
+        line = raw[:offset].count(b"\n") + 1
+        raise ManifestError(
+            f"{path}: not UTF-8 text (byte 0x{raw[offset]:02x} on line {line})",
+            path=path,
+            hint="Save the manifest as UTF-8, e.g. `iconv -f latin1 -t utf-8 hubkit.yaml > fixed.yaml`.",
+        ) from None
+    data = load_yaml(text, str(path))
     manifest = parse_manifest(data, source=str(path))
     manifest._source = path.resolve()
     return manifest
+
+
+# -- checks that look at the files a manifest names ---------------------------------------------
+
+# A relative path must stay inside the manifest's folder once `..` and symlinks are resolved: a
+# manifest copied from elsewhere, or a symlink planted in the project, must not make `publish`
+# send files from the rest of the disk. An absolute path (or ~/...) is explicit: the user wrote
+# where it is, so it is allowed anywhere.
+Purpose = Literal["validate", "publish", "eval"]
+
+
+def _path_problem(manifest: Manifest, value: str, where: str) -> str | None:
+    """Why a path the manifest names escapes its folder, or None."""
+    if Path(value).expanduser().is_absolute():
+        return None
+    root = manifest.root.resolve()
+    target = (manifest.root / value).resolve()
+    if target == root or target.is_relative_to(root):
+        return None
+    lexical = Path(os.path.normpath(root / Path(value).expanduser()))
+    how = "through a symlink" if lexical == root or lexical.is_relative_to(root) else "through '..'"
+    return f"{where}: {value!r} leads outside the manifest's folder {how} (to {target}); write it as an absolute path if that is where it is"
+
+
+def _looks_local(ref: str) -> bool:
+    return ref.startswith(("/", "~", ".")) or "\\" in ref
+
+
+def _base_problem(manifest: Manifest, name: str, art: Artifact, seen: tuple[str, ...] = ()) -> str | None:
+    """Why an artifact meant for the Hub has no base model the Hub knows, or None.
+
+    A Hub base is `base_model` (a repo id), or for an adapter, the base its adapter_config.json
+    names when that is a repo id (the documented default); a merged checkpoint may inherit it
+    from the adapter it was made from."""
+    if art.base_model:
+        if _looks_local(art.base_model) or repo_id_problem(art.base_model):
+            return f"{art.base_model!r} is not a Hub id"
+        return None
+    if art.kind == "merged" and art.adapter and art.adapter in manifest.artifacts and art.adapter not in seen:
+        inner = _base_problem(manifest, art.adapter, manifest.artifacts[art.adapter], (*seen, name))
+        return None if inner is None else f"not set, and its adapter {art.adapter!r} has none either"
+    if art.kind != "adapter":
+        return "not set"
+    folder = manifest.resolve(art.path)
+    try:
+        cfg = json.loads((folder / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "not set (and there is no adapter_config.json to take it from)"
+    ref = cfg.get("base_model_name_or_path") if isinstance(cfg, dict) else None
+    if not ref:
+        return "not set, and adapter_config.json names no base"
+    if _looks_local(ref) or os.path.isdir(os.path.expanduser(ref)) or repo_id_problem(ref):
+        return f"not set, and adapter_config.json names a local folder ({ref})"
+    return None
+
+
+def check_manifest(manifest: Manifest, *, purpose: Purpose = "validate", artifacts: list[str] | None = None) -> list[str]:
+    """Checks that need the files, beyond the schema that `load_manifest` applies.
+
+    - Every path the manifest names stays inside its folder unless written absolute (see above).
+    - An artifact's `path` exists. For `validate`, an artifact with `facts:` (a card can be made
+      from them without the weights) only gets a warning; for publish and eval it is an error.
+    - An adapter or merged artifact with a `repo_id` (meant for the Hub) has a base model the Hub
+      knows (see `_base_problem`): otherwise its card and the Hub's model tree have no parent.
+      Not for `eval`, which can run on a local base.
+
+    `artifacts` limits the artifact checks to those names (publish checks what it publishes).
+    Returns the warnings (lines like the errors); raises ManifestError listing every error.
+    """
+    source = str(manifest._source or DEFAULT_MANIFEST)
+    errors: list[str] = []
+    warnings: list[str] = []
+
+    def escape(value: str | None, where: str) -> None:
+        if value:
+            problem = _path_problem(manifest, value, where)
+            if problem:
+                errors.append(f"{source}: {problem}")
+
+    names = list(manifest.artifacts) if artifacts is None else [n for n in artifacts if n in manifest.artifacts]
+    for name in names:
+        art = manifest.artifacts[name]
+        at = f"artifacts.{name}"
+        escape(art.path, f"{at}.path")
+        escape(art.base_model_path, f"{at}.base_model_path")
+        escape(art.facts, f"{at}.facts")
+        folder = manifest.resolve(art.path)
+        if not folder.is_dir():
+            what = "does not exist" if not folder.exists() else "is not a folder"
+            if purpose == "validate" and art.facts and manifest.resolve(art.facts).is_file():
+                warnings.append(f"{source}: {at}.path: {folder} {what} (cards use facts: {art.facts}; eval and publish need the files)")
+            else:
+                errors.append(f"{source}: {at}.path: {folder} {what}")
+        if art.facts and not manifest.resolve(art.facts).is_file():
+            (errors if not folder.is_dir() else warnings).append(f"{source}: {at}.facts: {manifest.resolve(art.facts)} does not exist")
+        if art.base_model_path and not manifest.resolve(art.base_model_path).is_dir():
+            warnings.append(f"{source}: {at}.base_model_path: {manifest.resolve(art.base_model_path)} does not exist")
+        if art.repo_id and art.kind in ("adapter", "merged") and purpose != "eval":  # eval needs no Hub id
+            problem = _base_problem(manifest, name, art)
+            if problem:
+                errors.append(
+                    f"{source}: {at}.base_model: {problem}; set it to the base model's Hub id (e.g. mistralai/Mistral-7B-v0.1), "
+                    "which the card's loading code and the Hub's model tree use (a local copy goes in base_model_path)"
+                )
+    if artifacts is None:
+        escape(manifest.project.description_file, "project.description_file")
+        for i, section in enumerate(manifest.sections):
+            escape(section.file, f"sections.{i}.file")
+        for name, setup in manifest.evals.items():
+            escape(getattr(setup, "include_path", None), f"evals.{name}.include_path")
+            for task, override in (getattr(setup, "data", None) or {}).items():
+                for split, file in (getattr(override, "files", None) or {}).items():
+                    escape(file, f"evals.{name}.data.{task}.files.{split}")
+        for name, ds in manifest.datasets.items():
+            escape(ds.path, f"datasets.{name}.path")
+    if errors:
+        raise ManifestError(errors[0], problems=errors, path=source, hint="Fix the fields above (paths are relative to the manifest's folder).")
+    return warnings
 
 
 def manifest_json_schema() -> dict:

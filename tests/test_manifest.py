@@ -110,7 +110,9 @@ def test_bad_repo_id(tmp_path):
     data = json.loads(json.dumps(MINIMAL))
     data["artifacts"]["a"]["repo_id"] = "a/b/c"
     path = write(tmp_path, data)
-    assert problems_of(path) == [f"{path}: artifacts.a.repo_id: expected a Hub repo id like 'owner/name', got 'a/b/c'"]
+    assert problems_of(path) == [
+        f"{path}: artifacts.a.repo_id: expected a Hub repo id like 'owner/name', got 'a/b/c' (repo id must be in the form 'repo_name' or 'namespace/repo_name')"
+    ]
 
 
 def test_invalid_yaml_reports_line(tmp_path):

@@ -411,5 +411,5 @@ def test_a_deleted_results_file_is_one_line_naming_run_and_file(recorded, tmp_pa
     lines = err.strip().splitlines()
     assert code != 0 and "Traceback" not in err
     assert len(lines) == 2 and lines[0].startswith("error: ") and lines[1].startswith("hint: "), err
-    assert record.run_id in lines[0] and str(results) in lines[0] and "missing" in lines[0]
+    assert record.run_id in lines[0] and rel in lines[0] and str(record.path) in lines[0] and "missing" in lines[0]
     assert not (tmp_path / "space").exists()

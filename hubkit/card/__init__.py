@@ -58,6 +58,7 @@ class Card:
     records: list[RunRecord] = field(default_factory=list)  # the runs behind its numbers
     record_problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # records in the runs folder that failed their checks
 
     @property
     def run_ids(self) -> set[str]:
@@ -299,6 +300,7 @@ def build_context(manifest: Manifest, name: str | None, runs_dir: Path, template
         "_headlines": headlines,
         "_warnings": warnings,
         "_record_problems": record_problems,
+        "_damaged": list(store.problems),
     }
 
 
@@ -324,6 +326,7 @@ def render_card(manifest: Manifest, name: str | None = None, *, runs_dir: str | 
     return Card(
         ctx["name"], ctx["kind"], text, ctx["metadata"], ctx["inputs_digest"], ctx["_numbers"], chart,
         headlines=ctx["_headlines"], records=ctx["_records"], record_problems=ctx["_record_problems"], warnings=ctx["_warnings"],
+        damaged=ctx["_damaged"],
     )
 
 

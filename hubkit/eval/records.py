@@ -195,7 +195,7 @@ def check_seal(root: Path, run_id: str, *, full: bool = False, hashed: frozenset
     for rel, facts in files.items():
         p = root / rel
         if not p.is_file():
-            raise RecordError(f"run {run_id}: {p} is missing from the record", hint=_REPAIR)
+            raise RecordError(f"run {run_id}: {rel} is missing from {root} (its seal names it)", hint=_REPAIR)
         if p.stat().st_size != facts["size"]:
             raise RecordError(f"run {run_id}: {p} was changed after the run (size {p.stat().st_size}, sealed {facts['size']})", hint=_REPAIR)
         if (full or rel == RECORD or rel in hashed) and _sha256(p) != facts["sha256"]:
@@ -258,6 +258,9 @@ def _from_legacy(path: Path) -> RunRecord:
     record = RunRecord.model_validate(data)
     record._path = path
     record._sealed = False
+    for rel in [*record.results_files, *record.samples_files.values()]:
+        if not (path / rel).is_file():
+            raise RecordError(f"run {record.run_id}: {rel} is missing from {path} (its provenance.json names it)", hint=_REPAIR)
     if record.ok and record.results_files:
         rows = parse_results(record.results(), local_name=from_lm_eval_name)
         record = record.model_copy(update={"rows": rows})
