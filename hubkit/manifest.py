@@ -615,8 +615,8 @@ def check_manifest(manifest: Manifest, *, purpose: Purpose = "validate", artifac
     """Checks that need the files, beyond the schema that `load_manifest` applies.
 
     - Every path the manifest names stays inside its folder unless written absolute (see above).
-    - An artifact's `path` exists. For `validate`, an artifact with `facts:` (a card can be made
-      from them without the weights) only gets a warning; for publish and eval it is an error.
+    - An artifact's `path` exists: for publish and eval an error; for `validate` a warning (the
+      artifact may not be built yet, or its card may come from `facts:`).
     - An adapter or merged artifact with a `repo_id` (meant for the Hub) has a base model the Hub
       knows (see `_base_problem`): otherwise its card and the Hub's model tree have no parent.
       Not for `eval`, which can run on a local base.
@@ -644,8 +644,10 @@ def check_manifest(manifest: Manifest, *, purpose: Purpose = "validate", artifac
         folder = manifest.resolve(art.path)
         if not folder.is_dir():
             what = "does not exist" if not folder.exists() else "is not a folder"
-            if purpose == "validate" and art.facts and manifest.resolve(art.facts).is_file():
-                warnings.append(f"{source}: {at}.path: {folder} {what} (cards use facts: {art.facts}; eval and publish need the files)")
+            if purpose == "validate":
+                # an artifact may not be built yet (a merged sibling before `hubkit merge`)
+                how = f"cards use facts: {art.facts}" if art.facts and manifest.resolve(art.facts).is_file() else ("`hubkit merge` builds it" if art.kind == "merged" else "cards show no specs")
+                warnings.append(f"{source}: {at}.path: {folder} {what} ({how}; eval and publish need the files)")
             else:
                 errors.append(f"{source}: {at}.path: {folder} {what}")
         if art.facts and not manifest.resolve(art.facts).is_file():
