@@ -16,7 +16,7 @@ from pathlib import Path
 import click
 
 from . import __version__
-from .errors import HubkitError
+from .errors import UsageError
 
 MANIFEST_OPTION = click.option(
     "-m",
@@ -40,7 +40,34 @@ def _print_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+class _Carried(Exception):
+    """Carries an OSError past click, which would turn any EPIPE (a Hub connection's too) into a
+    silent `sys.exit(1)`; `main` unwraps it."""
+
+    def __init__(self, exc: OSError):
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+class _HubkitGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OSError as exc:
+            raise _Carried(exc) from exc
+
+
+def _epilog() -> str:
+    from .errortable import exit_codes_help
+
+    return (
+        "\b\nExit codes:\n" + exit_codes_help() + "\n\n"
+        "Errors are one line naming the file, field, repo or port, and a hint with the next step. "
+        "HUBKIT_DEBUG=1 adds the traceback."
+    )
+
+
+@click.group(cls=_HubkitGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=_epilog())
 @click.version_option(__version__, prog_name="hubkit")
 def cli() -> None:
     """Evaluate, merge, card and publish LoRA adapters and merged checkpoints.
@@ -352,7 +379,7 @@ def hub_serve(root: Path, port: int, token_arg: str | None) -> None:
     from .hub.server import serve
 
     if token_arg is not None:
-        raise HubkitError(
+        raise UsageError(
             "--token is no longer accepted: a token on the command line is visible to every user in the process list",
             hint="Set HUBKIT_HUB_TOKEN in the hub's environment instead, and replace the token you passed.",
         )
@@ -510,32 +537,57 @@ def demo(workdir: Path, rebuild: bool, serve_seconds, hub_port: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Console entry point; returns (and exits with) the process exit code."""
+    """Console entry point: runs one command and returns its exit code (and exits with it when
+    `argv` is None, as the `hubkit` script calls it).
+
+    Every exception ends here and goes through `hubkit.errortable`: one `error:` line per
+    problem naming the file, field, repo or port, a `hint:` with the next step, and an exit code
+    from its `EXIT_CODES`; never a traceback unless HUBKIT_DEBUG=1, never a token."""
+    from .errortable import EXIT_INTERRUPTED
+    from .secrets import redact_text
+
     try:
         cli.main(args=argv, prog_name="hubkit", standalone_mode=False)
         code = 0
-    except HubkitError as exc:
-        if os.environ.get("HUBKIT_DEBUG"):
-            raise
-        for line in str(exc).splitlines():
-            _err(f"error: {line}")
-        if exc.hint:
-            _err(f"hint: {exc.hint}")
-        code = exc.exit_code
+    except _Carried as carried:
+        code = _report(carried.exc, own_process=argv is None)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
-        code = exc.exit_code
-    except click.exceptions.Abort:
-        _err("aborted")
-        code = 130
-    except KeyboardInterrupt:
+    except click.exceptions.Abort:  # Ctrl-C (click turns KeyboardInterrupt into Abort)
         _err("interrupted")
-        code = 130
+        code = EXIT_INTERRUPTED
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx is not None else "hubkit"
+        _err(f"error: {redact_text(exc.format_message())}")
+        _err(f"hint: `{command} --help` lists the arguments and options.")
+        code = exc.exit_code
+    except click.ClickException as exc:
+        _err(f"error: {redact_text(exc.format_message())}")
+        code = exc.exit_code
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - the one place every error is explained
+        code = _report(exc, own_process=argv is None)
     if argv is None:
         sys.exit(code)
     return code
+
+
+def _report(exc: BaseException, *, own_process: bool) -> int:
+    """Print `exc` as the error table explains it (with a redacted traceback under
+    HUBKIT_DEBUG=1) and return its exit code."""
+    from .errortable import EXIT_BROKEN_PIPE, debug_enabled, debug_traceback, explain, is_stdout_gone
+
+    if is_stdout_gone(exc):
+        # `hubkit runs | head`: the reader has what it wanted. Point stdout at /dev/null so the
+        # interpreter's last flush does not complain (only when this is the whole process).
+        if own_process:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    explained = explain(exc)
+    if debug_enabled():
+        sys.stderr.write(debug_traceback(exc))
+    sys.stderr.write(explained.render())
+    sys.stderr.flush()
+    return explained.exit_code
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """Typed errors. Each carries what a user needs to act: the file, the field, the next step.
 
-The CLI turns any `HubkitError` into one line on stderr plus its hint, and exits non-zero.
+The CLI turns any `HubkitError` into one line on stderr plus its hint, and exits with its
+`exit_code` (the codes are listed in `hubkit.errortable.EXIT_CODES`); what other libraries raise
+goes through the same table.
 """
 
 from __future__ import annotations
@@ -41,6 +43,13 @@ class ManifestError(HubkitError):
         if not self.problems:
             return self.message
         return "\n".join(self.problems)
+
+
+class UsageError(HubkitError):
+    """A command-line value is wrong (a malformed --repo-id, a refused flag): exit code 2, like
+    click's own usage errors."""
+
+    exit_code = 2
 
 
 class InspectError(HubkitError):
