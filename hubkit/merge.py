@@ -172,6 +172,8 @@ def plan_merge(adapter: str | Path, base: str | Path | None = None, *, revision:
     acfg = _read_json(cfg_path, "peft adapter config")
     if str(acfg.get("peft_type", "")).upper() != "LORA":
         raise MergeError(f"{cfg_path}: peft_type {acfg.get('peft_type')!r}: hubkit merges LoRA adapters only")
+    if not (type(acfg.get("r", 8)) is int and acfg.get("r", 8) > 0):
+        raise MergeError(f"{cfg_path}: r {acfg.get('r')!r}: expected the LoRA rank, a positive integer", hint="Fix adapter_config.json: r is the rank the adapter was trained with.")
     for key, what in _UNSUPPORTED.items():
         if acfg.get(key):
             raise MergeError(f"{cfg_path}: {key} is set: merging {what} is not supported", hint="Use peft's merge_and_unload for this adapter.")
@@ -479,7 +481,8 @@ def _writer(plan: MergePlan, tmp: Path, in_q: queue.Queue, hashes: dict, errors:
             pass
     finally:
         if fh is not None:
-            fh.close()
+            with contextlib.suppress(OSError):  # the write's own error is already in `errors`
+                fh.close()
 
 
 class _Factors:
