@@ -446,6 +446,13 @@ def serve_space(folder: str | Path, *, port: int | None = None, timeout: float =
     folder = Path(folder)
     if not (folder / "app.py").is_file():
         raise SpaceError(f"{folder}: no app.py", hint="Build the folder first: `hubkit space build`.")
+    if port:  # Gradio would quietly take the next free port, and we would wait on this one
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                raise SpaceError(f"port {port} on 127.0.0.1 is in use", hint="Pick another with --port, or leave --port out for a free one.") from exc
     port = port or free_port()
     child = dict(os.environ)
     child.update(GRADIO_SERVER_NAME="127.0.0.1", GRADIO_SERVER_PORT=str(port), GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
