@@ -257,10 +257,14 @@ def artifact_files(manifest: Manifest, name: str, art: Artifact, *, allow_pickle
         raise PublishError(f"artifacts.{name}.path: {root} is not a folder", hint="Build the artifact (train, or `hubkit merge`) or fix its path.")
     wanted = (ADAPTER_FILES if art.kind == "adapter" else CHECKPOINT_PATTERNS) + TOKENIZER_PATTERNS
     files = []
+    project = manifest.root.resolve()
+    inside = root.resolve().is_relative_to(project)
     for p in sorted(root.rglob("*")):
         if not p.is_file():
             continue
         rel = p.relative_to(root).as_posix()
+        if inside and not p.resolve().is_relative_to(project):  # a planted link would send a file from elsewhere
+            raise PublishError(f"{p}: a symlink to {p.resolve()}, outside the project; refusing to publish it", hint="Copy the file into the artifact folder if it belongs there, or remove the link.")
         if looks_like_secret_file(p.name):
             raise PublishError(f"{p}: looks like a secret; refusing to publish it", hint="Move it out of the artifact folder.")
         if p.suffix in PICKLE_SUFFIXES:
