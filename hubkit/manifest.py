@@ -531,6 +531,8 @@ def load_manifest(path: str | Path = DEFAULT_MANIFEST) -> Manifest:
     that look at the files the manifest names.
     """
     path = Path(path)
+    if not path.is_file() and path.is_symlink():
+        raise ManifestError(f"{path}: a symlink that leads to no file (broken, or a loop)", hint="Fix the link (`ls -l` shows where it points), or pass -m PATH.", path=path)
     if not path.is_file():
         raise ManifestError(
             f"{path}: no such manifest",
@@ -672,6 +674,12 @@ def check_manifest(manifest: Manifest, *, purpose: Purpose = "validate", artifac
                     escape(file, f"evals.{name}.data.{task}.files.{split}")
         for name, ds in manifest.datasets.items():
             escape(ds.path, f"datasets.{name}.path")
+    for i, claim in enumerate(manifest.claims if artifacts is None else []):
+        # a subject may label a model outside the manifest, but one a typo away from an artifact
+        # would quietly become another model's row on the card
+        close = [] if claim.subject in (*manifest.artifacts, "base") else difflib.get_close_matches(claim.subject, [*manifest.artifacts, "base"], n=1, cutoff=0.8)
+        if close:
+            warnings.append(f"{source}: claims.{i}.subject: {claim.subject!r} is not an artifact (did you mean {close[0]!r}?); as it is, the claim is another model's row")
     if errors:
         raise ManifestError(errors[0], problems=errors, path=source, hint="Fix the fields above (paths are relative to the manifest's folder).")
     return warnings
