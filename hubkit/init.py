@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import HubkitError, InspectError, ManifestError
+from .errors import HubkitError, InspectError, ManifestError, UsageError
 from .inspection import inspect_adapter, inspect_checkpoint
 from .manifest import load_manifest, repo_id_problem
 from .templating import render_template
@@ -55,7 +55,7 @@ def init_manifest(
         # The user's input, not our template: say which option is wrong before writing anything.
         problem = repo_id_problem(repo_id) or (repo_id_problem(f"{repo_id}-merged") if merged is not None else None)
         if problem:
-            raise HubkitError(f"--repo-id: {problem}", hint="Pass the Hub repo to publish to as --repo-id owner/name (e.g. me/my-lora).")
+            raise UsageError(f"--repo-id: {problem}", hint="Pass the Hub repo to publish to as --repo-id owner/name (e.g. me/my-lora).")
     if out.exists() and not force:
         raise HubkitError(f"{out}: already exists", hint="Pass --force to overwrite it, or -o another path.", path=out)
     facts = inspect_adapter(adapter, hash_files=False)

@@ -149,7 +149,7 @@ def test_the_repo_id_rule_is_huggingface_hubs(proj):
 def test_init_with_a_bad_repo_id_is_a_user_error_naming_the_option(proj, tmp_path, capsys):
     out_path = tmp_path / "new" / "hubkit.yaml"
     code, out, err = run(capsys, "init", "--adapter", proj / "adapter", "--repo-id", "../../evil", "-o", out_path)
-    assert code == 1 and out == ""
+    assert code == 2 and out == ""  # a usage error
     assert err.splitlines() == [
         "error: --repo-id: expected a Hub repo id like 'owner/name', got '../../evil' (repo id must be in the form 'repo_name' or 'namespace/repo_name')",
         "hint: Pass the Hub repo to publish to as --repo-id owner/name (e.g. me/my-lora).",
