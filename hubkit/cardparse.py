@@ -342,9 +342,12 @@ def map_task(display: str) -> tuple[str, bool]:
     metric_in_parens = re.search(r"\(([^)]*)\)", name)
     candidates = [name]
     if metric_in_parens:
-        inner = metric_in_parens.group(1).strip()
+        inner = metric_in_parens.group(1).strip(" ,;")
         outer = (name[: metric_in_parens.start()] + name[metric_in_parens.end() :]).strip()
-        candidates = [name, f"{outer} {inner}", outer]
+        candidates = [name, f"{outer} {inner}"]
+        # '(acc_norm)' or '()' qualify the benchmark; '(PAL)' names another setup of it
+        if not inner or _metric_of(inner) or _metric_of(re.sub(r"\s*%$", "", inner)):
+            candidates.append(outer)
     for c in candidates:
         key = _norm_name(c)
         if key in _TASK_ALIASES:
@@ -1064,6 +1067,7 @@ def _table_claims(card: ParsedCard, t: Table) -> list[ClaimDraft]:
     if orient == "models-as-columns" and domain_col is None and nlabel >= 2:
         domain_col = 0
     own = card.model_names
+    leaderboard = bool(re.search(r"(?i)leaderboard|lm-evaluation-harness|lm-eval", " ".join(t.section_path + [t.caption or "", t.note or ""])))
     # blank label cells continue the row above (a merged cell written as empty)
     rows = []
     prev: list[str] = []
@@ -1124,6 +1128,10 @@ def _table_claims(card: ParsedCard, t: Table) -> list[ClaimDraft]:
             if metric is None and ctx.metric and (ctx.task == task or not mapped):
                 metric = ctx.metric
             task, metric = _normalise_metric(task, metric)
+            if task == "truthfulqa_mc2" and not re.search(r"(?i)mc2", display + (metric_display or "")) and not leaderboard:
+                # a bare 'TruthfulQA' is the mc2 score on the Open LLM Leaderboard, but elsewhere
+                # (Llama 2's safety table) it is a generation metric: do not map it there
+                task, mapped = display, False
             guessed = False
             if metric is None and task in _IMPLIED_METRIC:
                 metric, guessed = _IMPLIED_METRIC[task], True

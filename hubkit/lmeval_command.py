@@ -488,9 +488,12 @@ def parse_lm_eval_command(text: str, *, variables: dict[str, str] | None = None)
         elif tok not in ("env", "$", ">>>"):
             env = {}  # words before the launcher that are not assignments: another command
     args = []
-    for tok in tokens[begin:]:
-        if tok in _SHELL_STOP:
+    rest = tokens[begin:]
+    for k, tok in enumerate(rest):
+        if tok in _SHELL_STOP or re.fullmatch(r"[();<>|&]+", tok):
             break
+        if tok.isdigit() and k + 1 < len(rest) and re.fullmatch(r"[<>]&?|>>", rest[k + 1]):
+            break  # the file descriptor of a redirection (`2>&1`)
         args.append(_substitute(tok, variables, unresolved) if "$" in tok else tok)
 
     values: dict[str, Any] = {}
@@ -667,6 +670,7 @@ def parse_lm_eval_command(text: str, *, variables: dict[str, str] | None = None)
         warnings.append("lm-eval 0.3 task names (hendrycksTest-*, truthfulqa_mc) are mmlu / truthfulqa_mc1+mc2 in 0.4")
     if cmd.model in _V03_MODELS and launcher != "python main.py" and not launcher.endswith("main.py"):
         warnings.append(f"--model {cmd.model} exists only in lm-eval 0.3.x; 0.4 calls it hf")
+    cmd.warnings = warnings  # the model holds a copy of the list it was built with
     return cmd
 
 
@@ -812,10 +816,13 @@ def find_lm_eval_commands(markdown: str) -> list[FoundCommand]:
         for n, ln in prose:
             for m in _INLINE_CODE.finditer(ln):
                 code = m.group(2).strip()
-                if _INVOKE_HINT.search(code) and is_lm_eval_command(code):
+                # a bare mention (`python -m lm_eval`) names the tool; a command has flags
+                if _INVOKE_HINT.search(code) and " --" in code and is_lm_eval_command(code):
                     out.append(FoundCommand(code, CommandLocation(kind="inline", line=n, end_line=n)))
         bare = [(n, ln) for n, ln in prose if "`" not in ln]
         for cmd in _commands_in_block(bare, "text", None):
+            if " --" not in cmd.command:
+                continue
             if cmd.command.lstrip().split()[0].lstrip("!") in ("lm_eval", "lm-eval", "python", "python3", "accelerate", "torchrun", "uv", "srun") or _ENV_ASSIGN.match(cmd.command.split()[0]):
                 out.append(cmd)
         prose.clear()
