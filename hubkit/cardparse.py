@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import re
 import shlex
+from functools import lru_cache
 import unicodedata
 from typing import Any, Literal, NamedTuple
 
@@ -37,6 +38,7 @@ from .lmeval_command import (
     find_lm_eval_commands,
     parse_lm_eval_command,
     pins_mapping,
+    redact_command,
     to_eval_setup,
 )
 from .secrets import redact_text
@@ -200,6 +202,7 @@ _BARE_URL = re.compile(r"(?<![(<\"'=])\bhttps?://[^\s<>\"'`)\]]+")
 _HTML_TAG = re.compile(r"<[^>]+>")
 
 
+@lru_cache(maxsize=4096)
 def _plain(text: str) -> str:
     """Cell/heading text without markdown: links -> their text, emphasis, code ticks, HTML tags,
     entities and emoji removed, whitespace collapsed."""
@@ -224,6 +227,7 @@ def _is_symbol(ch: str) -> bool:
 _GREEK = {"α": "alpha", "β": "beta", "γ": "gamma", "δ": "delta"}
 
 
+@lru_cache(maxsize=4096)
 def _norm_name(text: str) -> str:
     s = _plain(text).lower().replace("+", "plus")
     for g, w in _GREEK.items():
@@ -328,12 +332,14 @@ def _fewshot_in(text: str) -> int | None:
     return 0 if m.group(2) else int(m.group(1))
 
 
+@lru_cache(maxsize=4096)
 def _metric_of(text: str) -> str | None:
     """The lm-eval metric a display name means (a GSM8K filter name means exact_match)."""
     m = _METRICS.get(_plain(text).lower().strip(" :,;"))
     return m.split(",")[0] if m else None
 
 
+@lru_cache(maxsize=4096)
 def map_task(display: str) -> tuple[str, bool]:
     """(lm-eval task name, True) for a benchmark display name like 'ARC (25-shot)' or 'TruthfulQA
     (MC2) <br>10-shot'; (the cleaned display name, False) when it maps to no lm-eval task."""
@@ -356,6 +362,7 @@ def map_task(display: str) -> tuple[str, bool]:
     return re.sub(r"\s+", " ", cleaned) or plain, False
 
 
+@lru_cache(maxsize=4096)
 def find_task_in_text(text: str) -> str | None:
     """The lm-eval task a longer text (a section title, a caption) names, by its longest alias."""
     words = re.findall(r"[A-Za-z0-9][A-Za-z0-9+*/_-]*", _plain(text))
@@ -386,6 +393,7 @@ def _to_float(text: str) -> float:
     return float(text.replace(",", "").replace("−", "-"))
 
 
+@lru_cache(maxsize=4096)
 def parse_value(text: str) -> Value | None:
     """The number a cell states: a percentage when one is written ('125/175 (71.43%)' -> 71.43 %),
     else the first number; '± x' gives the stderr. None for empty/dash cells, sizes like '7B'
@@ -404,6 +412,7 @@ def parse_value(text: str) -> Value | None:
     return Value(_to_float(pick.group("num")), unit, _to_float(se) if se else None)
 
 
+@lru_cache(maxsize=4096)
 def _is_numeric_cell(text: str) -> bool:
     plain = _plain(text)
     v = parse_value(plain)
@@ -671,8 +680,13 @@ def parse_card(text: str, *, repo_id: str | None = None) -> ParsedCard:
         text = text[1:]
     endings: Literal["lf", "crlf", "cr"] = "crlf" if "\r\n" in text else ("cr" if "\r" in text else "lf")
     norm = text.replace("\r\n", "\n").replace("\r", "\n")
-    lines = norm.split("\n")
     problems: list[str] = []
+    # a token pasted into a card must not travel further (into a manifest, a rendered card, a log)
+    scrubbed = redact_command(norm)
+    if scrubbed != norm:
+        problems.append("the card contains credential-shaped values (HF_TOKEN=..., token=..., hf_...); they were replaced by ***")
+        norm = scrubbed
+    lines = norm.split("\n")
     blocks, body_start = _front_matter(lines, problems)
     merged: dict[str, Any] = {}
     for b in blocks:
@@ -688,6 +702,7 @@ def parse_card(text: str, *, repo_id: str | None = None) -> ParsedCard:
         repo_id=repo_id,
         problems=problems,
     )
+    problems = card.problems  # the model keeps its own copy of the list it was given
     if len(blocks) > 1:
         problems.append(f"{len(blocks)} stacked front-matter blocks: the Hub reads only the first; keys of the others were merged here")
     _read_metadata(card)
@@ -918,6 +933,7 @@ _AGGREGATE = re.compile(r"(?i)^(avg\.?|average|mean|overall|total|sum)\b")
 _SINGLE_VALUE_HEADERS = {"value", "score", "result", "results", "", "this model"}
 
 
+@lru_cache(maxsize=4096)
 def _bench_like(text: str) -> bool:
     plain = _plain(text)
     if not plain:
@@ -1002,6 +1018,7 @@ class _Desc(NamedTuple):
     fewshot: int | None
 
 
+@lru_cache(maxsize=4096)
 def _describe(text: str) -> _Desc:
     """What a header or row label says: benchmark, metric and few-shot count."""
     plain = _plain(text)
@@ -1021,11 +1038,6 @@ def _describe(text: str) -> _Desc:
                 stripped = _FEWSHOT.sub(" ", plain)
                 name = re.sub(r"\s+", " ", stripped[: m.start()] + stripped[m.end() :]).strip()
     task, mapped = map_task(name)
-    plain = name if metric_display else plain
-    if not mapped:
-        found = find_task_in_text(plain)
-        if found and _norm_name(plain).startswith(_norm_name(found)[:3]):
-            task, mapped = found, True
     return _Desc(task, plain, mapped, metric, metric_display, fewshot)
 
 
@@ -1440,7 +1452,7 @@ def _bib_entries(block: list[tuple[int, str]]) -> list[BibEntry]:
 def _bibtex(lines: list[str], start: int, scan: _Scan, text_mode: bool) -> list[BibEntry]:
     out: list[BibEntry] = []
     for a, _b, _info, body in scan.code:
-        if any(_BIB_START.search(ln) for ln in body):
+        if _BIB_START.search("\n".join(body)):
             out += _bib_entries([(a + 2 + k, ln) for k, ln in enumerate(body)])
     if text_mode or not scan.code:
         prose = [(i + 1, lines[i]) for i in (range(start, len(lines)) if text_mode else scan.prose)]
@@ -1595,8 +1607,10 @@ def manifest_draft(parsed: ParsedCard) -> ManifestDraft:
             todo.append(f"evals.{key}: the command evaluates " + ", ".join(f"{k} {v}" for k, v in hints.items()) + "; add the artifacts (local paths) and set evals." + key + ".artifacts")
         if not metrics:
             todo.append(f"evals.{key}.metrics: the card states no metric for {', '.join(cmd.tasks)}; lm-eval's acc/acc_norm default kept")
+        # the few-shot count the run used: stated, or lm-eval's default (0 in 0.3; the task's own in 0.4)
+        shots = cmd.num_fewshot if cmd.num_fewshot is not None else cmd.defaults["num_fewshot"].value
         for c in manifest_claims:
-            if c["task"] in modern and c.get("num_fewshot") in (None, cmd.num_fewshot) and c.get("_own") and "setup" not in c:
+            if c["task"] in modern and (c.get("num_fewshot") is None or shots is None or c["num_fewshot"] == shots) and c.get("_own") and "setup" not in c:
                 c["setup"] = key
     # claims outside any table that a report card could not show side by side (two metrics of
     # one task and subject): their numbers also go into a section, so rendering keeps them all
