@@ -1268,6 +1268,7 @@ _PKG_NAMES = {
 _REQ = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9_.\-]*)(\[[^\]]*\])?\s*(===|==|>=|<=|~=|!=|<|>)\s*([0-9][\w.*+!-]*)\s*(?:[;#].*)?$")
 _VERSION = r"(\d+(?:\.[0-9A-Za-z]+)*(?:\+[0-9A-Za-z.]*[0-9A-Za-z])?)"
 _PROSE_PIN = re.compile(rf"([A-Za-z][A-Za-z0-9_.\-]*)(?:\[[^\]]*\])?\s*(==|=)\s*{_VERSION}")
+_ENV_LINE = re.compile(rf"^\s*([A-Za-z][A-Za-z0-9_.\-]*)\s*:\s*v?{_VERSION}\s*$")
 _HEX_REF = re.compile(r"^(?:[0-9a-f]{7,40}|v?\d+\.\d+(?:\.\d+)*)$")
 
 
@@ -1324,6 +1325,12 @@ def _pins(lines: list[str], start: int, scan: _Scan, text_mode: bool) -> tuple[l
                 r = _REQ.match(ln)
                 if r:
                     pins.append(Pin(package=_canon_pkg(r.group(1)), spec=f"{r.group(3)}{r.group(4)}", version=r.group(4) if r.group(3) == "==" else None, kind="requirements", text=ln.strip(), line=n + 1))
+            continue
+        # an environment listing ('lm-eval: 0.4.11', 'transformers: 5.4.0') of known packages
+        listed = [(a + 2 + k, ln, m) for k, ln in enumerate(body) if (m := _ENV_LINE.match(ln)) and m.group(1).lower() in _PKG_NAMES]
+        if len(listed) >= 2:
+            for n, ln, m in listed:
+                pins.append(Pin(package=_canon_pkg(m.group(1)), spec=f"=={m.group(2)}", version=m.group(2), kind="requirements", text=ln.strip(), line=n))
             continue
         joined = "\n".join(body)
         if re.search(r"git clone \S*lm-evaluation-harness", joined):

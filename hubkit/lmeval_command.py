@@ -334,14 +334,25 @@ def join_continuations(text: str) -> str:
     return re.sub(r"\\[ \t]*\r?\n[ \t]*", " ", text)
 
 
+_PLACEHOLDER = re.compile(r"<([A-Za-z0-9_][A-Za-z0-9_./:-]*)>")
+
+
 def _tokens(line: str, warnings: list[str]) -> list[str]:
-    lex = shlex.shlex(line, posix=True, punctuation_chars=True)
+    # cards write placeholders as <tokenizer> or <your_model>: words, not shell redirections
+    protected = _PLACEHOLDER.sub("\x02\\1\x03", line)
+    lex = shlex.shlex(protected, posix=True, punctuation_chars=True)
     lex.whitespace_split = True
     try:
-        return list(lex)
+        tokens = list(lex)
     except ValueError as exc:  # an unbalanced quote in the card: fall back to plain words
         warnings.append(f"could not split the command like a shell ({exc}); split on whitespace")
-        return line.split()
+        tokens = protected.split()
+    return [t.replace("\x02", "<").replace("\x03", ">") for t in tokens]
+
+
+def _is_lm_eval_exe(tok: str) -> bool:
+    """`lm_eval`, `lm-eval`, or either behind a path (`.venv/bin/lm_eval`)."""
+    return tok.rsplit("/", 1)[-1] in ("lm_eval", "lm-eval")
 
 
 _VAR = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*)|\{?(\d+)\}?)")
@@ -392,7 +403,8 @@ def _find_start(tokens: list[str]) -> tuple[int, int, str, list[str]] | None:
                 if j < len(tokens) and (tokens[j] == "main.py" or tokens[j].endswith("/main.py")):
                     return j + 1, start, f"{prefix} main.py", launcher_args
                 break
-        if _PYTHON.match(tok):
+        if _PYTHON.match(tok) or (tok.startswith("$") and tokens[i + 1 : i + 3] == ["-m", "lm_eval"]):
+            # a python interpreter, or a variable holding one (`$PY -m lm_eval`)
             j = i + 1
             while j < len(tokens) and tokens[j] in ("-u", "-X", "-O"):
                 j += 1
@@ -407,7 +419,7 @@ def _find_start(tokens: list[str]) -> tuple[int, int, str, list[str]] | None:
                 rest = tokens[j + 1 :]
                 if any(t.split("=")[0] in ("--model", "--tasks", "--model_args") for t in rest):
                     return j + 1, start, f"{tok} main.py", []
-        if tok in ("lm_eval", "lm-eval"):
+        if _is_lm_eval_exe(tok):
             k = i + 1
             name = tok
             if k < len(tokens) and tokens[k] in ("ls", "list", "validate", "--help", "-h"):
@@ -581,7 +593,10 @@ def parse_lm_eval_command(text: str, *, variables: dict[str, str] | None = None)
         for item in raw_multi["model_args"]:
             merged.update(parse_kv(item, what="--model_args", warnings=warnings))
         cmd.model_args = _typed_model_args(merged, warnings)
-        found += [f"model_args.{k}" for k in cmd.model_args.as_dict()]
+        found += [f"model_args.{k}" for k, v in cmd.model_args.as_dict().items()]
+        for v in cmd.model_args.as_dict().values():
+            if isinstance(v, str) and _PLACEHOLDER.fullmatch(v) and v not in unresolved:
+                unresolved.append(v)  # '<tokenizer>': the card leaves it to the reader
     if "tasks" in raw_multi:
         tasks = [t.strip().strip("\"'") for item in raw_multi["tasks"] for t in item.split(",")]
         cmd.tasks = [t for t in tasks if t]
@@ -670,7 +685,7 @@ def parse_lm_eval_command(text: str, *, variables: dict[str, str] | None = None)
         warnings.append("lm-eval 0.3 task names (hendrycksTest-*, truthfulqa_mc) are mmlu / truthfulqa_mc1+mc2 in 0.4")
     if cmd.model in _V03_MODELS and launcher != "python main.py" and not launcher.endswith("main.py"):
         warnings.append(f"--model {cmd.model} exists only in lm-eval 0.3.x; 0.4 calls it hf")
-    cmd.warnings = warnings  # the model holds a copy of the list it was built with
+    cmd.warnings, cmd.unresolved = warnings, unresolved  # the model holds copies of the lists it was built with
     return cmd
 
 
@@ -823,7 +838,8 @@ def find_lm_eval_commands(markdown: str) -> list[FoundCommand]:
         for cmd in _commands_in_block(bare, "text", None):
             if " --" not in cmd.command:
                 continue
-            if cmd.command.lstrip().split()[0].lstrip("!") in ("lm_eval", "lm-eval", "python", "python3", "accelerate", "torchrun", "uv", "srun") or _ENV_ASSIGN.match(cmd.command.split()[0]):
+            first = cmd.command.lstrip().split()[0].lstrip("!")
+            if _is_lm_eval_exe(first) or _PYTHON.match(first) or first in ("accelerate", "torchrun", "uv", "srun") or _ENV_ASSIGN.match(first):
                 out.append(cmd)
         prose.clear()
 

@@ -335,6 +335,110 @@ CASES = [
         id="small-lm-reasoning-auto-1-seed-0",
     ),
     pytest.param(
+        # SNU-ARC/NestedFP, acc_eval/lm_eval/run_qwen3_14b_fp8.sh: output redirected with `&>`
+        "lm_eval --model hf \\\n"
+        "    --model_args pretrained=/disk/models/Qwen3-14B-FP8,device_map=cuda:0 \\\n"
+        "    --tasks gsm8k \\\n"
+        "    --device cuda:0 \\\n"
+        "    --batch_size 8 \\\n"
+        "    &> result_qwen3_14b_fp8.txt\n",
+        {},
+        {
+            "launcher": "lm_eval", "dialect": "0.4", "model": "hf", "model_args": {"pretrained": "/disk/models/Qwen3-14B-FP8", "device_map": "cuda:0"},
+            "tasks": ["gsm8k"], "device": "cuda:0", "batch_size": 8,
+        },
+        id="nestedfp-redirect",
+    ),
+    pytest.param(
+        # A public README in the search index (its repository is not named there; index id 52494566720):
+        # lm-eval 0.4.11's `run` subcommand through a virtualenv path
+        ".venv/bin/lm_eval run --model hf \\\n"
+        "  --model_args pretrained=models/Qwen3-4B,dtype=bfloat16 \\\n"
+        "  --tasks gsm8k --num_fewshot 8 \\\n"
+        "  --output_path results/hf-qwen3-4b\n",
+        {},
+        {
+            "launcher": ".venv/bin/lm_eval run", "dialect": "0.4.10+", "model": "hf", "model_args": {"pretrained": "models/Qwen3-4B", "dtype": "bfloat16"},
+            "tasks": ["gsm8k"], "num_fewshot": 8, "output_path": "results/hf-qwen3-4b",
+        },
+        id="venv-path-lm-eval-run",
+    ),
+    pytest.param(
+        # A public README in the search index (index id 55351997177): python3, space-separated tasks,
+        # --apply_chat_template right before another flag
+        "python3 -m lm_eval --model hf \\\n"
+        "    --model_args pretrained=Qwen/Qwen3.5-2B,enable_thinking=False --apply_chat_template \\\n"
+        "    --tasks ukrainian_dev sorbian_dev \\\n"
+        "    --device cuda:0 --batch_size auto \\\n"
+        "    --output_path baseline_output --log_samples\n",
+        {},
+        {
+            "launcher": "python3 -m lm_eval", "dialect": "0.4.10+", "model": "hf", "model_args": {"pretrained": "Qwen/Qwen3.5-2B", "enable_thinking": "False"},
+            "apply_chat_template": True, "tasks": ["ukrainian_dev", "sorbian_dev"], "device": "cuda:0", "batch_size": "auto",
+            "output_path": "baseline_output", "log_samples": True,
+        },
+        id="python3-space-separated-tasks",
+    ),
+    pytest.param(
+        # A public README in the search index (index id 66078588334): GGUF with a <tokenizer> placeholder
+        "lm_eval run --model hf \\\n"
+        "  --model_args pretrained=/path/to/model,gguf_file=model.gguf,tokenizer=<tokenizer> \\\n"
+        "  --tasks mmlu_pro,ifeval,gsm8k \\\n"
+        "  --device mps \\\n"
+        "  --batch_size 1\n",
+        {},
+        {
+            "launcher": "lm_eval run", "dialect": "0.4.10+", "model": "hf",
+            "model_args": {"pretrained": "/path/to/model", "tokenizer": "<tokenizer>", "gguf_file": "model.gguf"},
+            "tasks": ["mmlu_pro", "ifeval", "gsm8k"], "device": "mps", "batch_size": 1, "unresolved": ["<tokenizer>"],
+        },
+        id="gguf-placeholder",
+    ),
+    pytest.param(
+        # A public script in the search index (index id 68627226379): the interpreter in a variable,
+        # shell variables in values, output redirected
+        "$PY -m lm_eval run --model hf \\\n"
+        "      --model_args \"pretrained=$path,dtype=bfloat16\" \\\n"
+        "      --tasks gsm8k --num_fewshot 5 --limit 300 --batch_size 2 --seed 0 \\\n"
+        "      --output_path \"$OUT/benchx_$name\" \\\n"
+        "      > \"$OUT/benchx_${name}_gsm8k.log\" 2>&1\n",
+        {},
+        {
+            "launcher": "$PY -m lm_eval run", "dialect": "0.4.10+", "model": "hf", "model_args": {"pretrained": "$path", "dtype": "bfloat16"},
+            "tasks": ["gsm8k"], "num_fewshot": 5, "limit": 300, "batch_size": 2, "seed": [0, 0, 0, 0], "output_path": "$OUT/benchx_$name",
+            "unresolved": ["$path", "$OUT", "$name"],
+        },
+        id="interpreter-variable-run",
+    ),
+    pytest.param(
+        # A public script in the search index (index id 7427271586): `--trust_remote_code True`,
+        # which lm-eval rejects (the flag takes no value)
+        "python3 -m lm_eval --model hf \\\n"
+        "    --model_args pretrained=$MODELS_PATH/$MODEL_NAME \\\n"
+        "    --tasks arc_challenge,hellaswag,truthfulqa,mmlu,winogrande,gsm8k \\\n"
+        "    --device cuda \\\n"
+        "    --batch_size auto \\\n"
+        "    --trust_remote_code True \\\n"
+        "    --output_path $RESULTS_PATH/$MODEL_NAME.json\n",
+        {},
+        {
+            "launcher": "python3 -m lm_eval", "dialect": "0.4", "model": "hf", "model_args": {"pretrained": "$MODELS_PATH/$MODEL_NAME"},
+            "tasks": ["arc_challenge", "hellaswag", "truthfulqa", "mmlu", "winogrande", "gsm8k"], "device": "cuda", "batch_size": "auto",
+            "trust_remote_code": True, "output_path": "$RESULTS_PATH/$MODEL_NAME.json", "unresolved": ["$MODELS_PATH", "$MODEL_NAME", "$RESULTS_PATH"],
+        },
+        id="trust-remote-code-with-a-value",
+    ),
+    pytest.param(
+        # lm-eval 0.4.13, lm_eval/_cli/utils.py (MergeDictAction's comment): model_args as a JSON object
+        "lm-eval run --model hf --model_args '{\"pretrained\":\"/models/openai_gpt-oss-20b\",\"dtype\":\"auto\",\"chat_template_args\":{\"reasoning_effort\":\"low\"},\"enable_thinking\": true,\"think_end_token\":\"<|message|>\"}' --tasks gsm8k",
+        {},
+        {
+            "launcher": "lm-eval run", "dialect": "0.4.10+", "model": "hf", "tasks": ["gsm8k"],
+            "model_args": {"pretrained": "/models/openai_gpt-oss-20b", "dtype": "auto", "chat_template_args": '{"reasoning_effort": "low"}', "enable_thinking": "true", "think_end_token": "<|message|>"},
+        },
+        id="json-model-args",
+    ),
+    pytest.param(
         # garage-bAInd/Platypus2-70B-instruct model card (tests/data/real/cards/platypus2-70b-instruct.md): 0.3 flags
         "python main.py --model hf-causal-experimental --model_args pretrained=garage-bAInd/Platypus2-70B-instruct --tasks hendrycksTest-* --batch_size 1 --no_cache --write_out --output_path results/Platypus2-70B-instruct/mmlu_5shot.json --device cuda --num_fewshot 5",
         {},
