@@ -24,13 +24,15 @@ from __future__ import annotations
 import html
 import re
 import shlex
-from functools import lru_cache
 import unicodedata
+from functools import lru_cache
+from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import yaml
 from pydantic import BaseModel, Field
 
+from .errors import CardError
 from .lmeval_command import (
     CommandLocation,
     LmEvalCommand,
@@ -558,25 +560,25 @@ _TEXT_VALUE_TOKEN = re.compile(rf"^(?:{_NUM}%?|True|False)$")
 _UNIT_TOKENS = {"pp", "%", "x", "pts"}
 
 
-def _text_headings(lines: list[str], start: int, skip: set[int]) -> list[tuple[int, int, str]]:
+def _text_headings(lines: list[str], start: int) -> list[tuple[int, int, str]]:
+    """Headings of a card pasted as text: the first line when it stands alone (the title), then
+    short capitalised lines between blank lines that are not sentences, list items or code."""
     out = []
     first = next((i for i in range(start, len(lines)) if lines[i].strip()), None)
     for i in range(start, len(lines)):
         s = lines[i].strip()
-        if not s or i in skip:
+        if not s:
             continue
-        if i == first and (i + 1 >= len(lines) or not lines[i + 1].strip()):
+        alone_after = i + 1 >= len(lines) or not lines[i + 1].strip()
+        if i == first and alone_after:
             out.append((i, 1, s))
             continue
-        before = i == start or not lines[i - 1].strip()
-        after = i + 1 >= len(lines) or not lines[i + 1].strip()
-        if not (before and after) or len(s) > 80 or s[-1] in ".,;:!?)" and not s.endswith(")") or _LIST_ITEM.match(lines[i]):
+        alone = (i == start or not lines[i - 1].strip()) and alone_after
+        if not alone or len(s) > 80 or not s[0].isupper() or lines[i][0] in " \t":
             continue
-        if s.endswith(")") and not re.search(r"\([^)]*\)$", s):
+        if re.search(r"[.,;:!?]$", s) or _LIST_ITEM.match(lines[i]):
             continue
-        if lines[i].startswith((" ", "\t")) or re.match(r"^[@#{}\[\]()=<>]", s) or re.search(r"[=(){}\[\]]\s*$", s) and not s.endswith(")"):
-            continue
-        if not s[0].isalpha() or not s[0].isupper() and not s[0].isdigit():
+        if re.search(r"[=(){}\[\]]\s*$", s) and not re.search(r"\([^)]*\)$", s):
             continue
         if re.search(r"\b(import|def|return|print)\b|\w\(\)|\.\w+\(", s):
             continue
@@ -721,7 +723,7 @@ def parse_card(text: str, *, repo_id: str | None = None) -> ParsedCard:
             end = chrome
             problems.append(f"line {chrome + 1} on ('Downloads last month', model tree...) is Hub page chrome, not card text; ignored")
         lines = lines[:end]
-        headings = _text_headings(lines, body_start, set())
+        headings = _text_headings(lines, body_start)
         tables_raw = [(a, b, h, r, "text") for a, b, h, r in _text_tables(lines, body_start, {h[0] for h in headings})]
         headings = [h for h in headings if not any(a <= h[0] <= b for a, b, *_ in tables_raw)]
 
@@ -760,6 +762,23 @@ def parse_card(text: str, *, repo_id: str | None = None) -> ParsedCard:
     if card.license is None:
         card.license_text = _license_text(card)
     return card
+
+
+def read_card(path: str | Path, *, repo_id: str | None = None) -> ParsedCard:
+    """`parse_card` on a file, its line endings kept (so CRLF cards say so).
+
+    Raises CardError when the file is missing or is not UTF-8 text.
+    """
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise CardError(f"{path}: cannot read the card ({exc.strerror or exc})", hint="Pass the path of a README.md (a model card).", path=path) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise CardError(f"{path}: not UTF-8 text", hint="A model card is a UTF-8 markdown file (README.md).", path=path) from None
+    return parse_card(text, repo_id=repo_id)
 
 
 def _read_metadata(card: ParsedCard) -> None:
@@ -929,7 +948,6 @@ _SUBJECT_HEADERS = {"model", "models", "run", "runs", "method", "methods", "name
 _TASK_HEADERS = {"benchmark", "benchmarks", "task", "tasks", "metric", "metrics", "dataset", "datasets", "category", "domain", "eval", "evaluation", "test", "held-out", "suite"}
 _DOMAIN_HEADERS = {"category", "domain", "area", "group", "type"}
 _DERIVED = re.compile(r"(?i)(Δ|\bdelta\b|\bdiff|improvement|\bgain\b|minus|\bvs\.?\s*(base|baseline)|recovered|usable|\brank\b|p-?value)")
-_AGGREGATE = re.compile(r"(?i)^(avg\.?|average|mean|overall|total|sum)\b")
 _SINGLE_VALUE_HEADERS = {"value", "score", "result", "results", "", "this model"}
 
 
@@ -1165,9 +1183,11 @@ def _table_claims(card: ParsedCard, t: Table) -> list[ClaimDraft]:
 def _model_index_claims(card: ParsedCard) -> list[ClaimDraft]:
     out = []
     for r in card.model_index:
-        display = re.sub(r"\s*\(\s*\d+\s*-?\s*shots?\s*\)\s*$", "", r.dataset_name, flags=re.I).strip() or r.dataset_type
+        display = r.dataset_name or r.dataset_type
+        name = re.sub(r"\s*\(\s*\d+\s*-?\s*shots?\s*\)\s*$", "", display, flags=re.I).strip() or r.dataset_type
         task, mapped = None, False
-        dtype, cfg = (r.dataset_type or "").lower(), (r.dataset_config or "").lower()
+        # the Hub dataset id says which benchmark; its config says which part (ARC-Easy/Challenge)
+        dtype, cfg = (r.dataset_type or "").lower().rsplit("/", 1)[-1], (r.dataset_config or "").lower()
         if dtype == "ai2_arc":
             task, mapped = ("arc_easy" if "easy" in cfg else "arc_challenge"), True
         elif dtype in ("truthful_qa", "truthfulqa"):
@@ -1179,7 +1199,7 @@ def _model_index_claims(card: ParsedCard) -> list[ClaimDraft]:
                     task, mapped = t, True
                     break
         if task is None:
-            task = display
+            task = name
         metric = _metric_of(r.metric_type) or (r.metric_type if r.metric_type != "unknown" else None)
         if metric is None and r.metric_name:
             metric = _metric_of(r.metric_name) or r.metric_name

@@ -22,7 +22,17 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, Field
 
+from .errors import HubkitError
 from .secrets import REDACTED, SECRET_KEYS, redact_text
+
+
+class CommandError(HubkitError, ValueError):
+    """A text holds no lm-eval invocation, or one a hubkit eval setup cannot be made from.
+
+    A ValueError too, so library callers can catch it without knowing hubkit's error tree."""
+
+    exit_code = 2
+    default_hint = "Pass the command as the card documents it, e.g. `python -m lm_eval --model hf --model_args pretrained=ORG/NAME --tasks arc_challenge`."
 
 # -- recognising an invocation ---------------------------------------------------------------------
 
@@ -465,7 +475,8 @@ def parse_lm_eval_command(text: str, *, variables: dict[str, str] | None = None)
     out. `variables` are shell assignments seen earlier in the same block; `$NAME` is replaced by
     them, anything else stays as written and is listed in `unresolved`.
 
-    Returns an LmEvalCommand. Raises ValueError when the text holds no lm-eval invocation.
+    Returns an LmEvalCommand. Raises CommandError (a ValueError) when the text holds no lm-eval
+    invocation.
     """
     warnings: list[str] = []
     unresolved: list[str] = []
@@ -484,7 +495,7 @@ def parse_lm_eval_command(text: str, *, variables: dict[str, str] | None = None)
                     break
             break
     if not line:
-        raise ValueError("no lm-eval invocation (python -m lm_eval, lm_eval, lm-eval, accelerate launch -m lm_eval, python main.py) in the text")
+        raise CommandError("no lm-eval invocation (python -m lm_eval, lm_eval, lm-eval, lm-eval run, accelerate launch -m lm_eval, python main.py) in the text")
     if extra:
         warnings.append(f"{len(extra)} line(s) of flags follow the command without a backslash; read as part of it")
         line = " ".join([line, *extra])
@@ -924,12 +935,12 @@ def to_eval_setup(cmd: LmEvalCommand, pins: Any = None, *, metrics: list[str] | 
     mapping or cardparse's pin list; the command is kept verbatim (tokens redacted).
     What the setup cannot express is listed by `eval_setup_gaps`.
 
-    Raises ValueError when the command names no task (an EvalSetup needs at least one).
+    Raises CommandError (a ValueError) when the command names no task (an EvalSetup needs one).
     """
     from .manifest import EvalSetup
 
     if not cmd.tasks:
-        raise ValueError("the command names no --tasks")
+        raise CommandError("the documented command names no --tasks", hint="An eval setup needs at least one lm-eval task; add --tasks to the command.")
     setup: dict[str, Any] = {"tasks": list(cmd.tasks)}
     if cmd.num_fewshot is not None:
         setup["num_fewshot"] = cmd.num_fewshot

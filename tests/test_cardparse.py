@@ -21,6 +21,7 @@ from hubkit.cardparse import (
     parse_card,
     parse_value,
     pins_dict,
+    read_card,
     render_draft_yaml,
 )
 from hubkit.manifest import parse_manifest
@@ -561,3 +562,16 @@ def test_task_in_a_title_and_values():
     assert parse_value("2,307") == (2307.0, None, None)
     for empty in ("-", "", "N/A", "7B"):
         assert parse_value(empty) is None
+
+
+def test_read_card_keeps_line_endings_and_fails_typed(tmp_path):
+    from hubkit.errors import CardError
+
+    p = read_card(REAL / "phi-3-mini-4k-instruct.md")
+    assert p.line_endings == "crlf" and p.license == "mit"
+    with pytest.raises(CardError) as exc:
+        read_card(tmp_path / "missing.md")
+    assert "README.md" in exc.value.hint
+    (tmp_path / "latin1.md").write_bytes("caf\xe9".encode("latin-1"))
+    with pytest.raises(CardError, match="not UTF-8"):
+        read_card(tmp_path / "latin1.md")

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hubkit.lmeval_command import (
+    CommandError,
     artifact_hints,
     eval_setup_gaps,
     find_lm_eval_commands,
@@ -519,11 +520,14 @@ def test_shell_around_the_command_is_left_out():
     assert nb.launcher == "lm_eval" and nb.unknown_flags == ["--num-fewshot 5"] and nb.num_fewshot is None
 
 
-def test_not_a_command():
-    with pytest.raises(ValueError):
-        parse_lm_eval_command("pip install lm-eval==0.4.5")
-    with pytest.raises(ValueError):
-        parse_lm_eval_command("lm-eval ls tasks")
+def test_not_a_command_is_a_typed_error_with_a_hint():
+    from hubkit.errors import HubkitError
+
+    for text in ("pip install lm-eval==0.4.5", "lm-eval ls tasks", "lm_eval --help"):
+        with pytest.raises(CommandError) as exc:
+            parse_lm_eval_command(text)
+        assert isinstance(exc.value, HubkitError) and isinstance(exc.value, ValueError)
+        assert "python -m lm_eval --model hf" in exc.value.hint
 
 
 # -- to an eval setup ------------------------------------------------------------------------------
@@ -577,7 +581,7 @@ def test_what_a_setup_cannot_hold_is_listed():
     gaps = " | ".join(eval_setup_gaps(cmd))
     for word in ("--apply_chat_template", "--fewshot_as_multiturn", "--gen_kwargs temperature=0,max_gen_toks=512", "--seed"):
         assert word in gaps
-    with pytest.raises(ValueError):
+    with pytest.raises(CommandError, match="names no --tasks"):
         to_eval_setup(parse_lm_eval_command("lm_eval --model hf --model_args pretrained=b"))
 
 
