@@ -295,8 +295,10 @@ def merge(adapter: str, out: Path, base, revision, dtype, shard_size, force, end
 @click.option("--template-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Your templates, searched before hubkit's (override one partial, e.g. card/_usage_adapter.md.j2).")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records to take reproduced numbers from (default: runs/ beside the manifest).")
 @click.option("--check", is_flag=True, help="Write nothing; lint the cards and report any that are stale on disk.")
+@click.option("--preview", is_flag=True, help="Also write preview.html beside each card: the card as the Hub shows it (metadata panel, tables, eval results), for a browser.")
+@click.option("--serve", "serve_preview", is_flag=True, help="Serve the card's preview on 127.0.0.1 until Ctrl-C (one card: use --artifact when there are several).")
 @JSON_OPTION
-def card(manifest: Path, artifact, out, template_dir, runs_dir, check, as_json) -> None:
+def card(manifest: Path, artifact, out, template_dir, runs_dir, check, preview, serve_preview, as_json) -> None:
     """Render model cards (README.md) from the manifest and the run records.
 
     Every number on a card comes from a recorded run or a declared claim. The front matter is
@@ -306,7 +308,10 @@ def card(manifest: Path, artifact, out, template_dir, runs_dir, check, as_json) 
     data, usage, the exact reproduce command, limitations and citations.
 
     --check parses the front matter back with huggingface_hub and lints: missing or unknown
-    license, local paths in base_model/datasets, numbers no run or claim backs, stale cards.
+    license, local paths in base_model/datasets, numbers no run or claim backs, headline numbers of
+    the records missing from the card, damaged records, stale cards. `hubkit publish` uploads the
+    cards written here (and refuses them when stale or edited by hand): review them first, with
+    --preview to see them as the Hub shows them.
     """
     from .card import card_dir, check_card, render_cards, write_cards
     from .errors import CardError
@@ -324,12 +329,33 @@ def card(manifest: Path, artifact, out, template_dir, runs_dir, check, as_json) 
         if not as_json:
             _err(f"{len(cards)} card(s) ok and up to date in {out}")
         return
-    paths = write_cards(cards, out)
+    if serve_preview and len(cards) > 1:
+        raise CardError("--serve shows one card at a time", hint=f"Add --artifact NAME (one of {', '.join(c.name for c in cards)}).")
+    paths = write_cards(cards, out, template_dir=template_dir)
+    previews = []
+    if preview or serve_preview:
+        from .hub.pages import write_preview
+
+        previews = [write_preview(p) for p in paths]
     if as_json:
-        _print_json({"cards": [{"name": c.name, "kind": c.kind, "path": str(p), "chart": c.chart is not None} for c, p in zip(cards, paths)]})
+        _print_json({"cards": [{"name": c.name, "kind": c.kind, "path": str(p), "chart": c.chart is not None, "preview": str(v) if previews else None} for c, p, v in zip(cards, paths, previews or paths)]})
     else:
-        for p in paths:
+        for p in previews or paths:
             click.echo(str(p))
+    if serve_preview:
+        from .hub.pages import preview_server
+
+        server = preview_server(paths[0])
+        click.echo(server.url)
+        _err("serving the card preview on loopback; Ctrl-C stops it (the page re-reads the card on reload)")
+        try:
+            import threading
+
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
 
 
 @cli.group()
@@ -386,7 +412,8 @@ def _print_push(result, dry_run: bool, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite a README that was edited on the Hub since hubkit last published it.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records folder (default: runs/ beside the manifest).")
 @JSON_OPTION
-def publish(manifest: Path, artifact, dry_run, endpoint, private, revision, create_pr, message, allow_pickle, force, runs_dir, as_json) -> None:
+@click.option("--cards-dir", type=click.Path(file_okay=False, path_type=Path), help="Where `hubkit card` wrote the cards (default: cards/ beside the manifest).")
+def publish(manifest: Path, artifact, dry_run, endpoint, private, revision, create_pr, message, allow_pickle, force, runs_dir, cards_dir, as_json) -> None:
     """Push adapters, merged siblings, cards and run records to the Hub: a plan, then one commit per repo.
 
     Each repo gets the files a loader needs (adapter or checkpoint, tokenizer), the README that
@@ -402,7 +429,7 @@ def publish(manifest: Path, artifact, dry_run, endpoint, private, revision, crea
     m = load_manifest(manifest)
     result = run_publish(
         m, artifact=artifact, endpoint=endpoint, dry_run=dry_run, private=private, revision=revision, create_pr=create_pr,
-        message=message, allow_pickle=allow_pickle, force=force, runs_dir=runs_dir, say=(lambda _m: None) if as_json else _err,
+        message=message, allow_pickle=allow_pickle, force=force, runs_dir=runs_dir, cards_dir=cards_dir, say=(lambda _m: None) if as_json else _err,
     )
     _print_push(result, dry_run, as_json)
 

@@ -42,7 +42,7 @@ CARD_TEMPLATES = {
 }
 REPORT_NAME = "report"
 
-__all__ = ["Card", "CARD_TEMPLATES", "HUB_LICENSES", "build_context", "card_dir", "check_card", "hub_base_model", "render_card", "render_cards", "write_cards"]
+__all__ = ["Card", "CARD_TEMPLATES", "HUB_LICENSES", "build_context", "card_dir", "check_card", "hub_base_model", "render_card", "render_cards", "reviewed_card", "write_cards"]
 
 
 @dataclass
@@ -339,9 +339,16 @@ def card_dir(out: str | Path, card: Card | str) -> Path:
     return Path(out) / (card.name if isinstance(card, Card) else card)
 
 
-def write_cards(cards: list[Card], out: str | Path) -> list[Path]:
-    """Write each card's README.md (and results.png) to `out/<name>/`. Writes only what changed,
-    so an unchanged card keeps its file (and its mtime)."""
+CARDS_RECORD = ".hubkit-cards.json"
+
+
+def write_cards(cards: list[Card], out: str | Path, *, template_dir: str | Path | None = None) -> list[Path]:
+    """Write each card's README.md (and results.png) to `out/<name>/`, and what they were rendered
+    with (`out/.hubkit-cards.json`: the template folder), so that publish uploads exactly these
+    cards. Writes only what changed, so an unchanged card keeps its file (and its mtime)."""
+    import json
+
+    out = Path(out)
     paths = []
     for card in cards:
         d = card_dir(out, card)
@@ -354,4 +361,48 @@ def write_cards(cards: list[Card], out: str | Path) -> list[Path]:
             if not png.is_file() or png.read_bytes() != card.chart:
                 png.write_bytes(card.chart)
         paths.append(readme)
+    record = out / CARDS_RECORD
+    old = json.loads(record.read_text()) if record.is_file() else {}
+    data = {"format": 1, "template_dir": str(Path(template_dir).resolve()) if template_dir else None, "cards": {**(old.get("cards") or {}), **{c.name: c.inputs_digest for c in cards}}}
+    if old != data:
+        record.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return paths
+
+
+def reviewed_card(manifest: Manifest, name: str, out: str | Path, *, runs_dir: str | Path | None = None, say=lambda m: None) -> Card:
+    """The card `hubkit card` wrote to `out/<name>/`, checked to be what the manifest, the run
+    records and the same templates render now: the card to publish is the card that was reviewed.
+
+    With no card on disk yet, it is rendered, written there (so it can be read) and returned.
+    Raises CardError when the card on disk is stale, was edited after rendering, or was rendered
+    with a template folder that is gone."""
+    import json
+
+    out = Path(out)
+    readme = card_dir(out, name) / "README.md"
+    record = out / CARDS_RECORD
+    meta = json.loads(record.read_text()) if record.is_file() else {}
+    tdir = meta.get("template_dir")
+    if tdir and not Path(tdir).is_dir():
+        raise CardError(f"{readme} was rendered with templates from {tdir}, which no longer exists", hint="Run `hubkit card` again (with --template-dir if you use one), review the card, then publish.")
+    card = render_card(manifest, name, runs_dir=runs_dir, template_dir=tdir)
+    if not readme.is_file():
+        write_cards([card], out, template_dir=tdir)
+        say(f"rendered {readme} (there was no card to review; read it there)")
+        return card
+    text = readme.read_text(encoding="utf-8")
+    m = re.search(rf"<!-- {INPUTS_MARK} ([0-9a-f]+)", text)
+    if not m or m.group(1) != card.inputs_digest:
+        raise CardError(
+            f"{readme} is stale: the manifest, run records or templates changed since `hubkit card` rendered it",
+            hint="Run `hubkit card` (with the same --template-dir), review the card, then publish: publish uploads the card you reviewed.",
+        )
+    if text != card.text:
+        raise CardError(
+            f"{readme} was edited after `hubkit card` rendered it",
+            hint="Cards are rendered from hubkit.yaml and the templates: put the change there (a section, a claim, a --template-dir partial) and run `hubkit card`.",
+        )
+    png = readme.parent / "results.png"
+    if card.chart is not None and (not png.is_file() or png.read_bytes() != card.chart):
+        raise CardError(f"{png} is missing or differs from the chart the card links to", hint="Run `hubkit card` again.")
+    return card
