@@ -308,6 +308,7 @@ def card_and_records(manifest: Manifest, name: str, cards_dir: Path | None, runs
     out = [LocalFile("README.md", None, card.text.encode())]
     if card.chart is not None:
         out.append(LocalFile("results.png", None, card.chart))
+    out += [LocalFile(rel, None, text.encode()) for rel, text in sorted(card.eval_results.items())]
     run_ids = []
     places = machine_paths(manifest.root)
     for rec in card.records:

@@ -147,8 +147,14 @@ def test_seed_front_matter_round_trip():
     for card in render_cards(m):
         data = ModelCard(card.text).data.to_dict()
         assert data["base_model"] == "golfoscar/mistral-7b-sft-arc" and data["license"] == "apache-2.0"
-        assert "model-index" not in data  # claims alone never enter model-index
         assert check_card(m, card) == []
+    # the adapter's own claim is in model-index, self-reported and kept apart from reproduced ones;
+    # the merged card does not claim the adapter's number as its own
+    lora = ModelCard(render_card(m, "nca-arc-lora").text).data
+    (res,) = lora.eval_results
+    assert (res.dataset_name, res.metric_type, res.metric_value, res.dataset_args) == ("arc_challenge", "acc_norm", 0.6834, {"num_fewshot": "25"})
+    assert res.source_name == "self-reported" and res.dataset_type == "allenai/ai2_arc" and res.dataset_config == "ARC-Challenge"
+    assert not ModelCard(render_card(m, "nca-arc-merged").text).data.eval_results
     assert ModelCard(render_card(m, "nca-arc-merged").text).data.to_dict()["base_model_relation"] == "merge"
 
 
