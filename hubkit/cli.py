@@ -56,16 +56,36 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--adapter", "adapter", required=True, type=click.Path(file_okay=False, path_type=Path), help="LoRA adapter directory.")
+@click.option("--adapter", "adapter", type=click.Path(file_okay=False, path_type=Path), help="LoRA adapter directory.")
+@click.option("--from-command", "from_command", help="A documented lm-eval command (python -m lm_eval ..., lm_eval ..., lm-eval run ...) to turn into an eval setup.")
+@click.option("--setup", "setup_name", default="documented", show_default=True, help="Name of the eval setup --from-command makes.")
 @click.option("--merged", type=click.Path(file_okay=False, path_type=Path), help="Merged checkpoint directory (optional).")
 @click.option("--name", help="Project name (default: the adapter directory's name).")
 @click.option("--repo-id", help="Target Hub repo for the adapter, 'owner/name'.")
 @click.option("--license", "license_", default="apache-2.0", show_default=True, help="Hub license id.")
 @click.option("-o", "--out", default="hubkit.yaml", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
-def init(adapter: Path, merged: Path | None, name: str | None, repo_id: str | None, license_: str, out: Path, force: bool) -> None:
-    """Write a starting hubkit.yaml from the facts in an adapter (and merged) directory."""
+def init(adapter: Path | None, from_command: str | None, setup_name: str, merged: Path | None, name: str | None, repo_id: str | None, license_: str, out: Path, force: bool) -> None:
+    """Write a starting hubkit.yaml from the facts in an adapter (and merged) directory, or from a
+    documented lm-eval command (--from-command; into an existing manifest it prints the setup to
+    paste under `evals:` instead of rewriting your file)."""
     from .init import init_manifest
+
+    if from_command:
+        from .importcard import init_from_command
+
+        path, block, gaps = init_from_command(from_command, out, setup_name=setup_name, name=name, repo_id=repo_id, license=license_, force=force)
+        for gap in gaps:
+            _err(f"note: {gap}")
+        if path is None:
+            click.echo(block, nl=False)
+            _err(f"{out} exists: paste the setup above under `evals:` (or pass --force to write a new manifest)")
+        else:
+            click.echo(str(path))
+            _err("Review the TODO lines, then run `hubkit validate`.")
+        return
+    if adapter is None:
+        raise click.UsageError("give --adapter DIR (or --from-command 'lm_eval ...')")
 
     path = init_manifest(adapter, merged=merged, name=name, repo_id=repo_id, license=license_, out=out, force=force)
     click.echo(str(path))
@@ -86,6 +106,26 @@ def inspect_cmd(path: Path, no_hash: bool, as_json: bool) -> None:
         _print_json(facts.to_dict())
     else:
         click.echo(format_facts(facts))
+
+
+@cli.command("import")
+@click.argument("source")
+@click.option("-o", "--out", default="hubkit.yaml", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
+@click.option("--revision", help="Revision of a Hub repo's card.")
+@ENDPOINT_OPTION
+def import_cmd(source: str, out: Path, force: bool, revision, endpoint) -> None:
+    """Draft a hubkit.yaml from an existing model card: SOURCE is a README.md, a folder holding
+    one, or a Hub repo id. Metadata, prose sections, results tables and model-index (as claims
+    with their sources) and documented lm-eval commands (as eval setups) are carried over; what the
+    card does not say is listed as TODO, never guessed."""
+    from .importcard import import_card
+
+    path, todo = import_card(source, out, force=force, endpoint=endpoint, revision=revision)
+    click.echo(str(path))
+    for item in todo:
+        _err(f"TODO: {item}")
+    _err("Review the TODO lines, then `hubkit validate` and `hubkit card`.")
 
 
 @cli.command()
