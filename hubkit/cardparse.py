@@ -1566,8 +1566,31 @@ def manifest_draft(parsed: ParsedCard) -> ManifestDraft:
             todo.append(f"project.citations: the BibTeX entry {b.key!r} (line {b.line}) is not closed in the card; fix it")
     todo.append("project.authors: a card does not list its authors in a machine-readable way; add them")
 
+    # the card's own model becomes an artifact, so that its claims stay its own (model-index,
+    # "this model" rows); where its files are is the user's to say
+    art_name = _slug((parsed.repo_id or name).split("/")[-1]) or "model"
+    meta_relation = str(parsed.metadata.get("base_model_relation") or "")
+    lib = (parsed.library_name or "").lower()
+    tags = {str(t).lower() for t in parsed.tags}
+    if lib == "peft" or meta_relation == "adapter":
+        kind = "adapter"
+    elif lib == "gguf" or meta_relation == "quantized" or "gguf" in tags:
+        kind = "quantized"
+    elif meta_relation == "merge" or {"merge", "mergekit"} & tags:
+        kind = "merged"
+    else:
+        kind = "full"
+    artifact: dict[str, Any] = {"kind": kind, "path": art_name}
+    if parsed.repo_id:
+        artifact["repo_id"] = parsed.repo_id
+    if parsed.base_models:
+        artifact["base_model"] = parsed.base_models[0] if len(parsed.base_models) == 1 or kind not in ("merged", "full") else list(parsed.base_models)
+    if parsed.library_name:
+        artifact["library_name"] = str(parsed.library_name)
+    todo.append(f"artifacts.{art_name}: the card's own model, as a {kind} artifact; set path (its local folder) and repo_id" + ("" if parsed.repo_id else " (the card does not say)"))
+
     claims = [c for c in claims_from_card(parsed) if not c.derived and c.value is not None]
-    manifest_claims, claim_tables = _manifest_claims(parsed, claims, name, todo)
+    manifest_claims, claim_tables = _manifest_claims(parsed, claims, art_name, todo)
 
     sections: list[dict[str, str]] = []
     limitations: list[str] = []
@@ -1666,17 +1689,13 @@ def manifest_draft(parsed: ParsedCard) -> ManifestDraft:
         else:
             datasets[_slug(d)] = {"title": d}
             todo.append(f"datasets.{_slug(d)}: {d!r} is not a Hub dataset id")
-    todo.append(
-        "artifacts: the card does not say where the weights are on disk; add each adapter/merged checkpoint (kind, path, repo_id)"
-        + (f"; the card's base model: {', '.join(parsed.base_models)}" if parsed.base_models else "")
-    )
     todo.append("lineage: the training stages are prose in the card; describe them as lineage stages if the card should show the recipe table")
     if parsed.front_matter_blocks > 1:
         todo.append(f"the card has {parsed.front_matter_blocks} front-matter blocks; the Hub reads only the first")
     for p in parsed.problems:
         todo.append(f"card: {p}")
 
-    manifest: dict[str, Any] = {"schema_version": 1, "project": project}
+    manifest: dict[str, Any] = {"schema_version": 1, "project": project, "artifacts": {art_name: artifact}}
     if datasets:
         manifest["datasets"] = datasets
     if evals:
@@ -1719,7 +1738,14 @@ def _manifest_claims(parsed: ParsedCard, claims: list[ClaimDraft], name: str, to
     guessed = 0
     for c in claims:
         subject = name if c.this_model else c.subject
-        entry: dict[str, Any] = {"subject": subject, "task": c.task, "metric": c.metric or "unknown", "value": _claim_value(c)}
+        value = _claim_value(c)
+        entry: dict[str, Any] = {"subject": subject, "task": c.task, "metric": c.metric or "unknown", "value": value}
+        if isinstance(value, str) and c.value is not None:
+            # a qualified value ("possibly contaminated (67.94)"): the number for verdicts and
+            # metadata, the words as the card shows them
+            entry["value"], entry["display"] = c.value, _plain(c.value_text).strip()
+        elif c.unit == "%":
+            entry["unit"] = "%"
         if c.stderr is not None:
             entry["stderr"] = c.stderr
         if c.num_fewshot is not None:
@@ -1736,6 +1762,15 @@ def _manifest_claims(parsed: ParsedCard, claims: list[ClaimDraft], name: str, to
             if _same_number(seen_text[key], c.value_text):
                 if c.source not in seen[key]["source"]:
                     seen[key]["source"] += f"; {c.source}"
+                first = seen[key]
+                if _plain(seen_text[key]) != _plain(c.value_text):
+                    # the same number written twice (62.03071672354948 in model-index, 62.03 in a
+                    # table): keep the precise value, and the table's wording as the display
+                    table_text = c.value_text if c.origin == "table" else (first.get("display") or seen_text[key])
+                    if len(_plain(c.value_text)) > len(_plain(seen_text[key])):
+                        first["value"] = _claim_value(c)
+                        seen_text[key] = c.value_text
+                    first["display"] = table_text.strip()
                 continue
             entry["subject"] = f"{subject} ({c.source.split(':')[0]})"
             todo.append(f"claims: {subject} {c.task} {entry['metric']} is {seen[key]['value']!r} in {seen[key]['source']} but {entry['value']!r} in {c.source}")

@@ -122,7 +122,7 @@ def test_drafted_manifest_validates_and_its_card_carries_every_number(name, text
     parsed = parse_card(_text(name, text))
     draft = manifest_draft(parsed)
     manifest = parse_manifest(draft.manifest)
-    rendered = render_card(manifest, runs_dir=tmp_path / "runs").text
+    rendered = render_card(manifest, next(iter(manifest.artifacts)), runs_dir=tmp_path / "runs").text
     shown = _numbers(rendered)
     for c in claims_from_card(parsed):
         if c.value is None:
@@ -131,7 +131,7 @@ def test_drafted_manifest_validates_and_its_card_carries_every_number(name, text
         places = len(m.group(1) or "") if m else 0
         assert any(round(x, places) == round(abs(c.value), places) for x in shown), f"{name}: {c.subject} {c.task} {c.value_text!r} is not on the card"
     # what the card cannot tell is a TODO, never a made-up value
-    assert any(t.startswith("artifacts:") for t in draft.todo)
+    assert any(t.startswith("artifacts") for t in draft.todo)
     assert "authors" not in draft.manifest["project"]
     yaml_text = render_draft_yaml(draft)
     assert yaml_text.startswith("# Drafted by `hubkit import`") and "# TODO before publishing:" in yaml_text
@@ -476,7 +476,8 @@ def test_seed000_shape_readme():
     (setup,) = draft.manifest["evals"].values()
     assert setup["strategies"] == ["4bit-lora", "merged-fp16"] and setup["metrics"] == ["acc_norm"]
     (mine,) = [c for c in draft.manifest["claims"] if c.get("setup")]
-    assert (mine["subject"], mine["value"], mine["stderr"]) == ("Mistral-7B-v0.1-NCA-ARC", 0.6834, 0.0136)
+    (art,) = draft.manifest["artifacts"]  # the card's own model, as an artifact
+    assert (mine["subject"], mine["value"], mine["stderr"]) == (art, 0.6834, 0.0136)
     assert draft.manifest["project"]["limitations"][2] == "English only."
 
 
@@ -523,9 +524,11 @@ def test_chat_template_fixture_claims_command_and_no_token_anywhere():
     assert setup["tasks"] == ["gsm8k", "ifeval"] and setup["strategies"] == ["bf16-lora", "merged-fp16"]
     assert any("--apply_chat_template" in t for t in draft.todo) and any("--gen_kwargs" in t for t in draft.todo)
     # the claimed value with words keeps them; the numeric ones are numbers
-    values = {(c["subject"], c["task"]): c["value"] for c in draft.manifest["claims"]}
-    assert values[("Llama-3.1-8B-Math-LoRA", "mmlu")] == "possibly contaminated (67.94)"
-    assert values[("Llama-3.1-8B-Math-LoRA", "gsm8k")] == 82.41
+    (art,) = draft.manifest["artifacts"]
+    claims = {(c["subject"], c["task"]): c for c in draft.manifest["claims"]}
+    assert claims[(art, "mmlu")]["value"] == 67.94 and claims[(art, "mmlu")]["display"] == "possibly contaminated (67.94)"
+    assert claims[(art, "gsm8k")]["value"] == 82.41
+    assert claims[(art, "ifeval")]["value"] == 69.87 and claims[(art, "ifeval")]["unit"] == "%"
     for blob in (p.model_dump_json(), repr(claims), repr(draft), render_draft_yaml(draft)):
         assert token not in blob
 
