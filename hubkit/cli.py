@@ -398,6 +398,52 @@ def card(manifest: Path, artifact, out, template_dir, runs_dir, check, preview, 
             server.stop()
 
 
+@cli.command()
+@click.argument("source")
+@click.option("--revision", help="Revision of a Hub repo's card.")
+@ENDPOINT_OPTION
+@click.option("--data", multiple=True, metavar="TASK:SPLIT=FILE", help="Local data for a task whose Hub dataset cannot be reached (repeatable), e.g. arc_challenge:test=arc/test.jsonl.")
+@click.option("--env", "env_kind", type=click.Choice(["pinned", "current"]), help="Run in an environment built from the card's pins (default) or in this one.")
+@click.option("--strategies", help="Load strategies to try, comma-separated (default: the card's own load path first, then merged-fp16).")
+@click.option("--limit", type=float, help="Only the first N documents of each task (a fraction if < 1): a quick, partial check.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where the runs and report.md / report.json go (default: ./hubkit-verify).")
+@click.option("--open-pr", is_flag=True, help="Open a pull request on the repo adding the report (token from HF_TOKEN or `hf auth login`).")
+@JSON_OPTION
+def verify(source: str, revision, endpoint, data, env_kind, strategies, limit, out, open_pr, as_json) -> None:
+    """Re-check a published model card: run its numbers again and judge each claim.
+
+    SOURCE is a Hub repo id (a repo hubkit published carries its eval setups and run records) or
+    a local README.md (its documented lm-eval command, pins and claimed numbers are read). The
+    eval runs as `hubkit eval` would: pinned environment, the card's own load path first,
+    fallback recorded. Each claimed number: reproduced ± stderr and a verdict (agrees within 2
+    combined standard errors / disagrees / not reproduced and why). Exit code 0 when every
+    number agrees, 1 otherwise.
+    """
+    from .verify import post_report
+    from .verify import verify as run_verify
+
+    if limit is not None and limit >= 1:
+        limit = int(limit)
+    report = run_verify(
+        source, revision=revision, endpoint=endpoint, data=list(data), env=env_kind,
+        strategies=[s.strip() for s in strategies.split(",")] if strategies else None, limit=limit, out=out,
+        say=(lambda _m: None) if as_json else _err,
+    )
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        click.echo(report.markdown())
+        _err(f"report: {Path(report.out) / 'report.md'}")
+    if open_pr:
+        from .hub.client import looks_like_repo_id
+
+        if not looks_like_repo_id(source):
+            raise click.UsageError("--open-pr needs SOURCE to be a Hub repo id")
+        post_report(report, source, endpoint=endpoint, say=_err)
+    if not report.ok:
+        click.get_current_context().exit(1)
+
+
 @cli.group()
 def hub() -> None:
     """A local Hub-compatible server (loopback) for offline publishing, tests and demos."""
@@ -579,8 +625,9 @@ def demo(workdir: Path, rebuild: bool, serve_seconds, hub_port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the process exit code."""
     try:
-        cli.main(args=argv, prog_name="hubkit", standalone_mode=False)
-        code = 0
+        # without standalone mode, click returns the code a command exits with (ctx.exit)
+        rv = cli.main(args=argv, prog_name="hubkit", standalone_mode=False)
+        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except HubkitError as exc:
         if os.environ.get("HUBKIT_DEBUG"):
             raise

@@ -246,6 +246,10 @@ class DataOverride(_Strict):
     hub_id: str | None = Field(
         None, description="The Hub dataset these files are a copy of, if they are (named in the card's model-index); leave unset for other data."
     )
+    publish: bool = Field(
+        False,
+        description="Upload these files with the run records (eval/data/...), so that `hubkit verify` can rerun the setup anywhere. Only for data you may redistribute.",
+    )
 
     @field_validator("files")
     @classmethod

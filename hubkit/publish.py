@@ -309,6 +309,14 @@ def card_and_records(manifest: Manifest, name: str, cards_dir: Path | None, runs
     if card.chart is not None:
         out.append(LocalFile("results.png", None, card.chart))
     out += [LocalFile(rel, None, text.encode()) for rel, text in sorted(card.eval_results.items())]
+    # what `hubkit verify` needs to re-check this card anywhere: setups, claims, lineage
+    from .evalslice import SLICE, manifest_slice
+
+    setups = sorted({r.setup for r in card.records} | {k for k, v in manifest.evals.items() if v.artifacts and name in v.artifacts})
+    if setups or manifest.claims:
+        body, data_files = manifest_slice(manifest, name, setups)
+        out.append(LocalFile(SLICE, None, body))
+        out += [LocalFile(rel, path) for rel, path in data_files]
     run_ids = []
     places = machine_paths(manifest.root)
     for rec in card.records:
