@@ -215,6 +215,9 @@ def inspect_adapter(path: str | Path, *, hash_files: bool = True) -> AdapterFact
     for key in ("r", "lora_alpha"):
         if not isinstance(cfg.get(key), (int, float)):
             raise InspectError(f"{cfg_path}: field {key!r}: expected a number, got {cfg.get(key)!r}", path=cfg_path)
+    if cfg["r"] <= 0 or cfg["r"] != int(cfg["r"]):
+        # the scale is lora_alpha / r: a rank of 0 has none (and peft cannot build such a layer)
+        raise InspectError(f"{cfg_path}: field 'r' is {cfg['r']!r}: a LoRA rank must be a positive integer", path=cfg_path, hint="Is this adapter_config.json intact? Re-save the adapter with peft.")
 
     weights = root / "adapter_model.safetensors"
     if not weights.is_file():

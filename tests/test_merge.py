@@ -240,13 +240,12 @@ def test_existing_output_needs_force(tmp_path):
     base = llama(tmp_path, tied=False)
     ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    merge(ad, out, base=base)
     with pytest.raises(MergeError, match="already exists"):
-        merge(ad, out, base=base)
-    assert (out / "keep.txt").read_text() == "mine"
-    merge(ad, out, base=base, force=True)
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+        merge(ad, out, base=base, dtype="bfloat16")
+    assert json.loads((out / LINEAGE_FILE).read_text())["dtype"] == "float16"
+    merge(ad, out, base=base, force=True, dtype="bfloat16")
+    assert json.loads((out / LINEAGE_FILE).read_text())["dtype"] == "bfloat16"
 
 
 # -- an interrupted merge -------------------------------------------------------------------------
