@@ -225,6 +225,58 @@ def test_dora_and_pickles_are_refused(tmp_path):
         plan_merge(plain, base)
 
 
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ({"arrow_config": {"top_k": 2}}, r"arrow_config is set: merging Arrow"),
+        ({"use_bdlora": None, "init_lora_weights": "olora"}, r"init_lora_weights is 'olora': peft rebuilds a residual base"),
+        ({"fan_in_fan_out": True}, r"fan_in_fan_out is true but hubkit does not know which layers of model_type 'llama' are Conv1D"),
+    ],
+)
+def test_variants_peft_cannot_build_here_are_refused_by_name(tmp_path, edit, named):
+    """Variants set in adapter_config.json (Arrow needs several trained experts to build)."""
+    base = llama(tmp_path, tied=False)
+    ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8)
+    cfg = json.loads((ad / "adapter_config.json").read_text())
+    cfg.update(edit)
+    (ad / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(MergeError, match=named):
+        merge(ad, tmp_path / "out", base=base)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("variant", "config", "named"), [("kasa", {"kasa_config": {}}, "a KaSA tensor"), ("velora", {"velora_config": {"num_groups": 4}}, "does not declare \\(velora_config\\)")])
+def test_variant_tensors_are_named_even_without_their_config(tmp_path, variant, config, named):
+    """Issue #16: KaSA/VeLoRA/MonteCLoRA tensors were reported as a missing modules_to_save."""
+    base = llama(tmp_path, tied=False)
+    ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8, **config)
+    cfg = json.loads((ad / "adapter_config.json").read_text())
+    for key in config:
+        cfg.pop(key)
+    (ad / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(MergeError, match=named) as err:
+        plan_merge(ad, base)
+    assert "modules_to_save" not in err.value.message
+
+
+def test_gpt2_fan_in_fan_out_is_decided_per_layer(tmp_path):
+    """Issue #16: with lm_head among the targets peft saves fan_in_fan_out false, but GPT-2's
+    Conv1D layers are (in, out) all the same; the square attn.c_proj once merged untransposed."""
+    base = gpt2(tmp_path)
+    ad = adapter(base, tmp_path / "adapter", target_modules=["c_attn", "c_proj", "c_fc", "lm_head"], r=4, lora_alpha=8)
+    assert json.loads((ad / "adapter_config.json").read_text())["fan_in_fan_out"] is False
+    ref_logits, ref_state = peft_reference(base, ad)
+    result = merge(ad, tmp_path / "out", base=base, dtype="float32")
+    flags = {p.module: p.fan_in_fan_out for p in result.plan.pairs}
+    assert flags["transformer.h.0.attn.c_proj"] and flags["transformer.h.0.attn.c_attn"] and flags["transformer.h.1.mlp.c_fc"] and not flags["lm_head"]
+    got = merged_tensors(result.out)
+    square = "transformer.h.0.attn.c_proj.weight"
+    assert got[square].shape[0] == got[square].shape[1]
+    torch.testing.assert_close(got[square], ref_state[square], atol=2e-6, rtol=1e-5)
+    logits, _ = hubkit_logits(result.out)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-4, rtol=1e-4)
+
+
 def test_truncated_shard_is_detected(tmp_path):
     base = llama(tmp_path, tied=False)
     ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8)

@@ -143,6 +143,7 @@ EXTRA = [
     ("llama", Variant("bdlora", lambda a: dict(target_modules=["q_proj", "o_proj", "up_proj"], r=4, lora_alpha=8, use_bdlora={"target_modules_bd_a": ["q_proj"], "target_modules_bd_b": ["o_proj", "up_proj"], "nblocks": 2, "match_strict": False}))),
     ("llama", Variant("kasa", lambda a: dict(target_modules=["q_proj"], r=4, lora_alpha=8, kasa_config={}), refused=lambda a: r"kasa_config is set: merging KaSA")),
     ("llama", Variant("pissa", lambda a: dict(target_modules=["q_proj"], r=4, lora_alpha=8, init_lora_weights="pissa"), refused=lambda a: r"init_lora_weights is 'pissa': peft rebuilds a residual base")),
+    ("llama", Variant("qalora", lambda a: dict(target_modules=["q_proj"], r=4, lora_alpha=8, use_qalora=True), refused=lambda a: r"use_qalora is set: merging QALoRA")),
     ("llama", Variant("layer_replication", lambda a: dict(target_modules=["q_proj"], r=4, lora_alpha=8, layer_replication=[[0, 2], [1, 2]]), refused=lambda a: r"layer_replication is set")),
     ("gemma", Variant("ensure_weight_tying-modules_to_save", lambda a: dict(target_modules=["q_proj"], r=4, lora_alpha=8, modules_to_save=["embed_tokens", "lm_head"], ensure_weight_tying=True))),
     ("gemma", Variant("ensure_weight_tying-lora", lambda a: dict(target_modules=["embed_tokens", "lm_head", "q_proj"], r=4, lora_alpha=8, ensure_weight_tying=True))),
@@ -195,6 +196,18 @@ class _Bases:
 @pytest.fixture(scope="module")
 def bases(tmp_path_factory):
     return _Bases(tmp_path_factory.mktemp("bases"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _quick():
+    """Models this small run fastest on one thread (a second only waits for the first), and the
+    README peft writes beside each adapter (most of save_pretrained's time) plays no part here."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(PeftModel, "create_or_update_model_card", lambda self, output_dir: None)
+        yield
+    torch.set_num_threads(before)
 
 
 def _train(model) -> None:
