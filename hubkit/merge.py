@@ -5,10 +5,17 @@ tensor at a time, every adapted weight gets W' = W + scale * (B @ A) in float32 
 does), and the result is written into output shards as it goes. Memory stays at a few tensors
 plus the adapter, whatever the model size.
 
+The plan decides module by module what peft decides when it loads the adapter: which layers store
+their weight transposed (GPT-2's Conv1D, whatever `fan_in_fan_out` the config saved), which
+checkpoint tensor a name the model (transformers 5) uses lives in (renamed, or one tensor per
+expert of a fused MoE parameter), which whole tensors the adapter replaces, whether tied embeddings
+must come apart, and which LoRA variants no merged weight can express (refused by name).
+
 Three threads overlap the work: a reader (plain `readinto` of the tensor's bytes: memory-mapping
 the shard would leave every page it touched resident), a pool of workers doing the math on
-chunks of rows (numpy releases the GIL in its kernels), and a writer that streams bytes into shard files whose headers are known in
-advance (every output shape and dtype is known before the first byte is written).
+chunks of rows (numpy releases the GIL in its kernels), and a writer that streams bytes into
+shard files whose headers are known in advance (every output shape and dtype is known before the
+first byte is written), handing each window of them to the disk as it goes.
 
 Everything is planned and checked before anything is written: a target module missing from the
 base or a shape that does not fit fails naming the tensor. Output goes to a hidden temporary
@@ -39,7 +46,7 @@ from typing import Callable, Iterator
 
 from . import __version__
 from .errors import InspectError, MergeError
-from .inspection import DTYPE_BYTES, TOKENIZER_FILES, TensorInfo, checkpoint_shards, read_safetensors_header, sha256_file
+from .inspection import DTYPE_BYTES, TOKENIZER_FILES, TORCH_DTYPE_NAMES, TensorInfo, checkpoint_shards, read_safetensors_header, sha256_file
 
 LINEAGE_FILE = "hubkit_merge.json"
 OUT_DTYPES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32"}
@@ -617,10 +624,13 @@ def _shard_header(tensors: list[OutTensor]) -> bytes:
 #
 # The math needs only fp16/bf16 <-> fp32 conversions and a rank-r matmul per chunk of rows, so it
 # runs in numpy: `hubkit merge` works without torch (the light install), its resident memory is
-# ~30 MB plus a few chunks (importing torch alone costs ~225 MB), and measured here a pool of
-# single-threaded numpy workers beat torch's kernels on the same pipeline (6.3 s vs 7.4 s, 1.1B).
+# ~30 MB plus a few chunks (importing torch alone costs ~225 MB), and a pool of single-threaded
+# numpy workers beat torch's kernels on the same pipeline (6.3 s vs 7.4 s, 1.1B). numpy's half
+# casts are scalar loops, though, the slowest step; torch's are vectorized, so a big merge borrows
+# just those from torch when it can (see _Torch).
 
 CHUNK_BYTES = 4 * 1024 * 1024  # source bytes per unit of work
+TORCH_FROM_BYTES = 1_000_000_000  # bytes to convert before importing torch for its casts pays (~1.5 s of CPU)
 SYNC_EVERY = 256 * 1024 * 1024  # without sync_file_range: fdatasync this often, so the last fsync is short
 WRITE_WINDOW = 64 * 1024 * 1024  # with it: hand each this many written bytes to the disk at once
 
@@ -634,11 +644,78 @@ class MergeResult:
     lineage: dict
 
 
+class _Torch:
+    """torch for its vectorized half <-> float casts (several times faster than numpy's scalar
+    ones), used when it is already imported or, for merges big enough to repay the seconds an
+    import takes, once a background thread has imported it; numpy until then, and without torch
+    (the light install). Both round to nearest even, so the bytes written are the same whichever
+    did a chunk (the matmul is always numpy's). While a merge runs torch keeps one thread per
+    caller (the pool already spreads work over the cores); the caller's setting comes back at the
+    end (hubkit eval merges in-process). HUBKIT_MERGE_NUMPY_ONLY=1 keeps torch out."""
+
+    module = None
+    loading = False
+    active = False
+    saved_threads: int | None = None
+    lock = threading.Lock()
+
+    @classmethod
+    def begin(cls, work_bytes: int) -> None:
+        import importlib.util
+        import sys
+
+        with cls.lock:
+            cls.active = True
+            if os.environ.get("HUBKIT_MERGE_NUMPY_ONLY"):
+                cls.active = False
+                return
+            if cls.module is None and "torch" in sys.modules:
+                cls.module = sys.modules["torch"]
+            if cls.module is not None:
+                cls._one_thread()
+            elif work_bytes >= TORCH_FROM_BYTES and not cls.loading and importlib.util.find_spec("torch") is not None:
+                cls.loading = True
+                threading.Thread(target=cls._load, daemon=True, name="hubkit-import-torch").start()
+
+    @classmethod
+    def end(cls) -> None:
+        with cls.lock:
+            cls.active = False
+            if cls.saved_threads is not None:
+                cls.module.set_num_threads(cls.saved_threads)
+                cls.saved_threads = None
+
+    @classmethod
+    def _one_thread(cls) -> None:
+        if cls.saved_threads is None:
+            cls.saved_threads = cls.module.get_num_threads()
+            cls.module.set_num_threads(1)
+
+    @classmethod
+    def _load(cls) -> None:
+        try:
+            import torch
+        except Exception:  # a broken torch install: numpy does the work
+            return
+        with cls.lock:
+            cls.module = torch
+            if cls.active:
+                cls._one_thread()
+
+
+def _torch():
+    return _Torch.module if _Torch.active else None
+
+
 def _to_f32(raw, code: str):
     import numpy as np
 
     if code == "F32":
         return raw.view(np.float32)  # raw is the reader's private buffer
+    torch = _torch() if code in ("F16", "BF16") else None
+    if torch is not None:
+        half = torch.from_numpy(raw.view(np.int16)).view(torch.float16 if code == "F16" else torch.bfloat16)
+        return half.float().numpy()
     if code == "F16":
         return raw.view(np.float16).astype(np.float32)
     if code == "BF16":
@@ -654,6 +731,9 @@ def _from_f32(x, code: str):
 
     if code == "F32":
         return x.view(np.uint8)
+    torch = _torch() if code in ("F16", "BF16") else None
+    if torch is not None:
+        return torch.from_numpy(x).to(torch.float16 if code == "F16" else torch.bfloat16).view(torch.int16).numpy().view(np.uint8)
     if code == "F16":
         return x.astype(np.float16).view(np.uint8)
     if code == "BF16":
@@ -896,11 +976,20 @@ def _block_diagonal(x, blocks: int):
     return out
 
 
-def _check(t: OutTensor, finite: bool, out16=None) -> None:
-    if not finite:
+# |x| from which rounding to the output dtype gives inf: float16's max plus half a step, and the
+# same for bfloat16 (bits 0x7F7F8000); the tie goes to the even neighbour, which is inf.
+_OVERFLOW = {"F16": 65520.0, "BF16": struct.unpack("<f", struct.pack("<I", 0x7F7F8000))[0]}
+
+
+def _check(t: OutTensor, w) -> None:
+    """Refuse a merged chunk with NaN/Inf, or one the output dtype cannot hold: two reductions
+    over the float32 rows (min and max carry NaN), no per-element temporaries."""
+    lo, hi = float(w.min()), float(w.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise MergeError(f"merged tensor {t.name} has NaN or Inf values", hint="Check the adapter weights (hubkit inspect).")
-    if out16 is not None and ((out16 & 0x7C00) == 0x7C00).any():  # float16 exponent all ones: overflow
-        raise MergeError(f"merged tensor {t.name} overflows float16", hint="Merge with --dtype bfloat16.")
+    limit = _OVERFLOW.get(t.dtype)
+    if limit is not None and max(-lo, hi) >= limit:
+        raise MergeError(f"merged tensor {t.name} overflows {TORCH_DTYPE_NAMES[t.dtype]}", hint="Merge with --dtype bfloat16." if t.dtype == "F16" else "Check the adapter weights (hubkit inspect).")
 
 
 def _merge_chunk(t: OutTensor, r0: int, r1: int, raw, factors: _Factors):
@@ -925,11 +1014,8 @@ def _merge_chunk(t: OutTensor, r0: int, r1: int, raw, factors: _Factors):
             if r0 <= row < r1:
                 w[row - r0] = values[i]
     if t.changed:
-        finite = bool(np.isfinite(w).all())
-    out = _from_f32(np.ascontiguousarray(w).reshape(-1), t.dtype)
-    if t.changed:
-        _check(t, finite, out.view(np.uint16) if t.dtype == "F16" else None)
-    return out
+        _check(t, w)
+    return _from_f32(np.ascontiguousarray(w).reshape(-1), t.dtype)
 
 
 # -- the output folder ------------------------------------------------------------------------------
@@ -1048,7 +1134,7 @@ def run_merge(plan: MergePlan, out: str | Path, *, force: bool = False, progress
             raise _write_error(exc, out, plan.bytes_out) from None
         reader.start()
         writer.start()
-        with _single_threaded_kernels():
+        with _single_threaded_kernels(sum(t.in_bytes for t in plan.tensors if t.changed or t.dtype != t.src_dtype)):
             while True:
                 item = read_q.get()
                 if item is None:
@@ -1105,7 +1191,7 @@ def run_merge(plan: MergePlan, out: str | Path, *, force: bool = False, progress
 
 
 @contextlib.contextmanager
-def _single_threaded_kernels():
+def _single_threaded_kernels(work_bytes: int = 0):
     """One BLAS/OpenMP thread per worker: the pool already spreads chunks over the cores, and
     nested kernel threads only contend with it (and with the reader and writer)."""
     import numpy  # noqa: F401  (load its BLAS first, or there is nothing to limit)
@@ -1117,11 +1203,13 @@ def _single_threaded_kernels():
         limited.append(threadpool_limits(1))
     except ImportError:
         pass
+    _Torch.begin(work_bytes)
     try:
         yield
     finally:
         for ctx in limited:
             ctx.restore_original_limits()
+        _Torch.end()
 
 
 def _drain(q: queue.Queue) -> None:

@@ -183,6 +183,36 @@ def test_sharding_and_index(tmp_path):
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_torch_and_numpy_casts_write_the_same_bytes(tmp_path, monkeypatch, dtype):
+    """Big merges switch from numpy's half casts to torch's once torch is imported; the output
+    must not depend on which did a chunk. Weights with subnormal, tie and near-overflow values."""
+    base = llama(tmp_path, tied=False)
+    tensors = load_file(base / "model.safetensors")
+    w = tensors["model.layers.0.self_attn.q_proj.weight"]
+    special = torch.tensor([1e-7, -3e-8, 6.1e-5, 1 + 2**-11, 1 + 3 * 2**-11, 65000.0, -2.0**-24, 0.1])
+    w.view(-1)[: special.numel()] = special
+    save_file(tensors, str(base / "model.safetensors"), metadata={"format": "pt"})
+    ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj", "v_proj"], r=4, lora_alpha=8)
+    torch_out = merge(ad, tmp_path / "torch", base=base, dtype=dtype)
+    monkeypatch.setenv("HUBKIT_MERGE_NUMPY_ONLY", "1")
+    numpy_out = merge(ad, tmp_path / "numpy", base=base, dtype=dtype)
+    assert (torch_out.out / "model.safetensors").read_bytes() == (numpy_out.out / "model.safetensors").read_bytes()
+
+
+def test_float16_overflow_is_refused(tmp_path):
+    base = llama(tmp_path, tied=False)
+    ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8)
+    tensors = load_file(ad / "adapter_model.safetensors")
+    tensors = {k: v * 1e6 if "lora_B" in k else v for k, v in tensors.items()}
+    save_file(tensors, str(ad / "adapter_model.safetensors"))
+    with pytest.raises(MergeError, match=r"q_proj.weight overflows float16") as err:
+        merge(ad, tmp_path / "out", base=base, dtype="float16")
+    assert err.value.hint == "Merge with --dtype bfloat16."
+    assert not (tmp_path / "out").exists()
+    merge(ad, tmp_path / "bf16", base=base, dtype="bfloat16")
+
+
 def test_merge_is_byte_deterministic(tmp_path):
     base = llama(tmp_path, tied=False)
     ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8)
