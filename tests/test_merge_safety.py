@@ -192,3 +192,13 @@ def test_rank_zero_tensors_are_refused(inputs, tmp_path):
     save_file(tensors, str(ad / "adapter_model.safetensors"))
     with pytest.raises(MergeError, match=r"lora_A.weight has rank 0"):
         plan_merge(ad, base)
+
+
+def test_inspect_names_the_lora_variant(world, tmp_path):
+    """The variants merge refuses or handles are facts `hubkit inspect` shows too."""
+    base, ad = world
+    assert inspect_adapter(ad, hash_files=False).variants == []
+    model = LlamaForCausalLM.from_pretrained(base)
+    dora = tmp_path / "dora"
+    get_peft_model(model, LoraConfig(target_modules=["q_proj"], r=4, lora_alpha=8, use_dora=True, trainable_token_indices=[3])).save_pretrained(dora)
+    assert inspect_adapter(dora, hash_files=False).variants == ["dora", "trainable_tokens"]
