@@ -994,6 +994,21 @@ def _check(t: OutTensor, w) -> None:
         raise MergeError(f"merged tensor {t.name} overflows {TORCH_DTYPE_NAMES[t.dtype]}", hint="Merge with --dtype bfloat16." if t.dtype == "F16" else "Check the adapter weights (hubkit inspect).")
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(shape):
+    """A float32 buffer of `shape`, reused by the calling worker: a fresh product per chunk would
+    cost a page fault per page it touches."""
+    import numpy as np
+
+    n = math.prod(shape)
+    buf = getattr(_SCRATCH, "buf", None)
+    if buf is None or buf.size < n:
+        buf = _SCRATCH.buf = np.empty(n, dtype=np.float32)
+    return buf[:n].reshape(shape)
+
+
 def _merge_chunk(t: OutTensor, r0: int, r1: int, raw, factors: _Factors):
     """Output bytes of rows r0:r1 of tensor t."""
     import numpy as np
@@ -1004,9 +1019,10 @@ def _merge_chunk(t: OutTensor, r0: int, r1: int, raw, factors: _Factors):
     for pair in t.updates:
         a, b = factors.get(pair)  # a: (r, in), b: (out, r), scaled
         if pair.embedding or pair.fan_in_fan_out:
-            w += a[:, r0:r1].T @ b.T  # rows of (B @ A)^T: W is (in, out) or (num_embeddings, dim)
+            lhs, rhs = a[:, r0:r1].T, b.T  # rows of (B @ A)^T: W is (in, out) or (num_embeddings, dim)
         else:
-            w += b[r0:r1] @ a
+            lhs, rhs = b[r0:r1], a
+        np.add(w, np.matmul(lhs, rhs, out=_scratch(w.shape)), out=w)
     for name, scale in t.bias_adds:
         w += factors.vector(name)[r0:r1] * np.float32(scale)
     if t.token_rows is not None:
