@@ -13,16 +13,19 @@ from pathlib import Path
 class HubkitError(Exception):
     """Base of every error hubkit raises on purpose.
 
-    `hint` is the next step for the user; `exit_code` is what the CLI exits with.
+    `hint` is the next step for the user; `exit_code` is what the CLI exits with (the class's,
+    unless one is given).
     """
 
     exit_code = 1
     default_hint: str | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None, path: str | Path | None = None):
+    def __init__(self, message: str, *, hint: str | None = None, path: str | Path | None = None, exit_code: int | None = None):
         self.message = message
         self.hint = hint if hint is not None else self.default_hint
         self.path = str(path) if path is not None else None
+        if exit_code is not None:  # one error of a family can be another kind (a merge refused for lack of disk: 4)
+            self.exit_code = exit_code
         super().__init__(message)
 
     def __str__(self) -> str:

@@ -46,6 +46,7 @@ from typing import Callable, Iterator
 
 from . import __version__
 from .errors import InspectError, MergeError
+from .errortable import EXIT_SYSTEM
 from .inspection import DTYPE_BYTES, TOKENIZER_FILES, TORCH_DTYPE_NAMES, TensorInfo, checkpoint_shards, read_safetensors_header, sha256_file
 
 LINEAGE_FILE = "hubkit_merge.json"
@@ -1089,7 +1090,8 @@ def _stale_partials(parent: Path, name: str) -> None:
 
 
 def _write_error(exc: OSError, out: Path, need: int) -> MergeError:
-    """One line for a failed write: the folder, what the system said, what to do."""
+    """One line for a failed write: the folder, what the system said, what to do (exit code 4:
+    this machine, as the error table says of any full, read-only or forbidden disk)."""
     where = out.parent if not out.exists() else out
     while not where.exists() and where != where.parent:
         where = where.parent
@@ -1098,12 +1100,12 @@ def _write_error(exc: OSError, out: Path, need: int) -> MergeError:
             free = f", {shutil.disk_usage(where).free / 1e9:.2f} GB free"
         except OSError:
             free = ""
-        return MergeError(f"{out}: no space left on the device (the merge writes {need / 1e9:.2f} GB{free}); nothing was left behind", hint="Free some space there, or choose another --out.")
+        return MergeError(f"{out}: no space left on the device (the merge writes {need / 1e9:.2f} GB{free}); nothing was left behind", hint="Free some space there, or choose another --out.", exit_code=EXIT_SYSTEM)
     if exc.errno == errno.EROFS:
-        return MergeError(f"{out}: cannot write the merge there: read-only file system", hint="Choose a writable --out.")
+        return MergeError(f"{out}: cannot write the merge there: read-only file system", hint="Choose a writable --out.", exit_code=EXIT_SYSTEM)
     if exc.errno in (errno.EACCES, errno.EPERM):
-        return MergeError(f"{out}: cannot write the merge there: permission denied", hint="Choose a folder you can write to as --out.")
-    return MergeError(f"{out}: cannot write the merge there: {exc.strerror or exc}", hint="Choose another --out.")
+        return MergeError(f"{out}: cannot write the merge there: permission denied", hint="Choose a folder you can write to as --out.", exit_code=EXIT_SYSTEM)
+    return MergeError(f"{out}: cannot write the merge there: {exc.strerror or exc}", hint="Choose another --out.", exit_code=EXIT_SYSTEM)
 
 
 def _create(path: Path):
@@ -1120,11 +1122,8 @@ def run_merge(plan: MergePlan, out: str | Path, *, force: bool = False, progress
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         _stale_partials(out.parent, out.name)
-        free = shutil.disk_usage(out.parent).free
     except OSError as exc:
         raise _write_error(exc, out, plan.bytes_out) from None
-    if free < plan.bytes_out:
-        raise MergeError(f"{out}: not enough space: the merge writes {plan.bytes_out / 1e9:.2f} GB, {free / 1e9:.2f} GB free there", hint="Free some space there, or choose another --out.")
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     t0 = time.perf_counter()
     progress = progress or (lambda n: None)
@@ -1148,8 +1147,13 @@ def run_merge(plan: MergePlan, out: str | Path, *, force: bool = False, progress
             tmp.mkdir()
             made_tmp = True
             (tmp / _PARTIAL_MARKER).write_text(f"{os.getpid()}\n")
+            # measured once the folder is made: a read-only or forbidden --out is said as such,
+            # not as "0 GB free"
+            free = shutil.disk_usage(tmp).free
         except OSError as exc:
             raise _write_error(exc, out, plan.bytes_out) from None
+        if free < plan.bytes_out:
+            raise MergeError(f"{out}: not enough space: the merge writes {plan.bytes_out / 1e9:.2f} GB, {free / 1e9:.2f} GB free there", hint="Free some space there, or choose another --out.", exit_code=EXIT_SYSTEM)
         reader.start()
         writer.start()
         with _single_threaded_kernels(sum(t.in_bytes for t in plan.tensors if t.changed or t.dtype != t.src_dtype)):
