@@ -396,6 +396,12 @@ def card(manifest: Path, artifact, out, template_dir, runs_dir, check, preview, 
         if not as_json:
             _err(f"{len(cards)} card(s) ok and up to date in {out}")
         return
+    damaged = cards[0].damaged if cards else []
+    if damaged:  # its numbers would silently drop off the cards
+        raise CardError(
+            f"{damaged[0]}; no card was written" + (f" (and {len(damaged) - 1} more damaged record(s))" if len(damaged) > 1 else ""),
+            hint=f"Run records are read-only once written: restore the file, or move the record out of {runs_dir or m.root / 'runs'} and run `hubkit eval` again.",
+        )
     if serve_preview and len(cards) > 1:
         raise CardError("--serve shows one card at a time", hint=f"Add --artifact NAME (one of {', '.join(c.name for c in cards)}).")
     paths = write_cards(cards, out, template_dir=template_dir)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -437,7 +438,14 @@ def render_card(manifest: Manifest, name: str | None = None, *, runs_dir: str | 
         ctx["chart"] = "results.png"
     try:
         text = render_template(CARD_TEMPLATES[ctx["kind"]], tdir, **{k: v for k, v in ctx.items() if not k.startswith("_")})
-    except Exception as exc:  # jinja's errors name the template and line
+    except Exception as exc:
+        import jinja2
+
+        if isinstance(exc, jinja2.TemplateError):
+            from ..errortable import explain
+
+            said = explain(exc)  # the template file and line at fault (a partial's), not the top template
+            raise CardError(said.lines[0], hint=said.hint, exit_code=said.exit_code) from None
         raise CardError(f"rendering {CARD_TEMPLATES[ctx['kind']]}: {type(exc).__name__}: {exc}", hint="Check your template overrides (--template-dir).") from None
     text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"  # front matter first, no blank runs
     return Card(
@@ -462,7 +470,8 @@ CARDS_RECORD = ".hubkit-cards.json"
 def write_cards(cards: list[Card], out: str | Path, *, template_dir: str | Path | None = None) -> list[Path]:
     """Write each card's README.md (and results.png) to `out/<name>/`, and what they were rendered
     with (`out/.hubkit-cards.json`: the template folder), so that publish uploads exactly these
-    cards. Writes only what changed, so an unchanged card keeps its file (and its mtime)."""
+    cards. Writes only what changed, so an unchanged card keeps its file (and its mtime); each file
+    is replaced whole, so a write that fails (a full disk) leaves the previous one intact."""
     import json
 
     out = Path(out)
@@ -472,23 +481,39 @@ def write_cards(cards: list[Card], out: str | Path, *, template_dir: str | Path 
         d.mkdir(parents=True, exist_ok=True)
         readme = d / "README.md"
         if not readme.is_file() or readme.read_text(encoding="utf-8") != card.text:
-            readme.write_text(card.text, encoding="utf-8")
+            _replace_file(readme, card.text.encode())
         if card.chart is not None:
             png = d / "results.png"
             if not png.is_file() or png.read_bytes() != card.chart:
-                png.write_bytes(card.chart)
+                _replace_file(png, card.chart)
         for rel, text in card.eval_results.items():
             f = d / rel
             f.parent.mkdir(parents=True, exist_ok=True)
             if not f.is_file() or f.read_text(encoding="utf-8") != text:
-                f.write_text(text, encoding="utf-8")
+                _replace_file(f, text.encode())
         paths.append(readme)
     record = out / CARDS_RECORD
     old = json.loads(record.read_text()) if record.is_file() else {}
     data = {"format": 1, "template_dir": str(Path(template_dir).resolve()) if template_dir else None, "cards": {**(old.get("cards") or {}), **{c.name: c.inputs_digest for c in cards}}}
     if old != data:
-        record.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        _replace_file(record, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
     return paths
+
+
+def _replace_file(path: Path, data: bytes) -> None:
+    """Write `data` to a temporary file beside `path`, then rename it over `path` (removing the
+    temporary file when the write fails)."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the card's name, not the temporary file's
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def reviewed_card(manifest: Manifest, name: str, out: str | Path, *, runs_dir: str | Path | None = None, say=lambda m: None) -> Card:
@@ -497,7 +522,8 @@ def reviewed_card(manifest: Manifest, name: str, out: str | Path, *, runs_dir: s
 
     With no card on disk yet, it is rendered, written there (so it can be read) and returned.
     Raises CardError when the card on disk is stale, was edited after rendering, or was rendered
-    with a template folder that is gone."""
+    with a template folder that is gone. A card whose run records are damaged (`Card.damaged`) is
+    returned unwritten and unchecked, for the caller to refuse by the record's name."""
     import json
 
     out = Path(out)
@@ -508,6 +534,8 @@ def reviewed_card(manifest: Manifest, name: str, out: str | Path, *, runs_dir: s
     if tdir and not Path(tdir).is_dir():
         raise CardError(f"{readme} was rendered with templates from {tdir}, which no longer exists", hint="Run `hubkit card` again (with --template-dir if you use one), review the card, then publish.")
     card = render_card(manifest, name, runs_dir=runs_dir, template_dir=tdir)
+    if card.damaged:  # neither written nor compared: the caller refuses it, naming the record
+        return card
     if not readme.is_file():
         write_cards([card], out, template_dir=tdir)
         say(f"rendered {readme} (there was no card to review; read it there)")
