@@ -32,6 +32,7 @@ from pathlib import Path
 import yaml
 
 from ..errors import EvalError
+from ..errortable import EXIT_INPUT
 from ..inspection import sha256_file
 from ..manifest import DataOverride, EvalSetup, Manifest
 
@@ -234,11 +235,45 @@ def find_task_yaml(lm_eval_dir: str | Path | None, task: str) -> Path:
 # -- planning the local copies -----------------------------------------------------------------------
 
 
-def _file_facts(manifest: Manifest, where: str, rel: str) -> dict:
+def _file_facts(manifest: Manifest, where: str, rel: str, fmt: str = "json") -> dict:
     path = manifest.resolve(rel)
     if not path.is_file():
         raise EvalError(f"{where}: {path} does not exist", hint="Paths are relative to the manifest.")
+    if fmt == "json":
+        _check_json_rows(where, path)
     return {"path": str(path), "sha256": sha256_file(path)}
+
+
+def _check_json_rows(where: str, path: Path) -> None:
+    """Refuse a JSON-lines file with a row that is not a JSON object, naming the file and line
+    (lm-eval's dataset loader names neither, and fails once per strategy). A file that is one
+    JSON document (an array of rows) is accepted whole."""
+    bad = None
+    with path.open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw)
+            except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+                bad = (n, f"not valid JSON: {getattr(exc, 'msg', None) or exc.__class__.__name__}")
+                break
+            if not isinstance(row, dict):
+                bad = (n, f"a JSON {type(row).__name__}, not an object (one row per line)")
+                break
+    if bad is None:
+        return
+    if bad[0] == 1:  # perhaps one (pretty-printed) JSON document rather than JSON lines
+        try:
+            if isinstance(json.loads(path.read_bytes()), list):
+                return
+        except ValueError:
+            pass
+    raise EvalError(
+        f"{where}: {path} line {bad[0]}: {bad[1]}",
+        hint="Each line of a JSON-lines data file is one row, a JSON object in the task's schema: fix or remove that line.",
+        exit_code=EXIT_INPUT,
+    )
 
 
 def _eval_split(cfg: dict) -> str | None:
@@ -307,7 +342,7 @@ def _task_plan(manifest: Manifest, where: str, task: str, source: Path, setup: E
     if derived is not None:
         files = derived
     else:
-        files = {split: _file_facts(manifest, f"{where}.files.{split}", rel) for split, rel in override.files.items()}
+        files = {split: _file_facts(manifest, f"{where}.files.{split}", rel, override.format) for split, rel in override.files.items()}
     _check_splits(where, task, cfg, set(files), _shots(setup, cfg))
     return {
         "kind": "task",
@@ -391,7 +426,7 @@ def _group_plan(manifest: Manifest, setup: EvalSetup, setup_name: str, group: st
     group_files = {}
     if group_data is not None:
         for split, rel in group_data.files.items():
-            group_files[split] = _file_facts(manifest, f"{where}.files.{split}", rel)
+            group_files[split] = _file_facts(manifest, f"{where}.files.{split}", rel, group_data.format)
             rows = _read_rows(Path(group_files[split]["path"]), group_data.format)
             missing = [i for i, r in enumerate(rows) if group_data.subtask_column not in r]
             if missing:
