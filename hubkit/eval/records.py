@@ -16,6 +16,7 @@ import datetime as dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -355,11 +356,16 @@ class RunStore:
         """Write record.json into `tmp`, seal it, rename it into place (a new id suffix if the
         name is taken, e.g. two evals in the same second) and make it read-only."""
         base_id = record.run_id
+        named = str(self.root / base_id)  # the folder the record's paths and files name now
         for attempt in range(1, 100):
             run_id = base_id if attempt == 1 else f"{base_id}-{attempt}"
             final = self.root / run_id
             if final.exists():
                 continue
+            if str(final) != named:  # a new suffix: the paths it recorded must name this folder, not the taken one
+                _repoint(tmp, named, str(final))
+                record = RunRecord.model_validate_json(_repoint_text(record.model_dump_json(), named, str(final)))
+                named = str(final)
             body = record.model_copy(update={"run_id": run_id})
             (tmp / RECORD).write_text(body.model_dump_json(indent=2) + "\n", encoding="utf-8")
             seal(tmp)
@@ -389,6 +395,21 @@ class RunStore:
             shutil.rmtree(child, ignore_errors=True)
             swept.append(child.name)
         return swept
+
+
+def _repoint_text(text: str, old: str, new: str) -> str:
+    """`text` with the folder path `old` (whole, not as the prefix of a longer name) as `new`."""
+    return re.sub(re.escape(old) + r"(?![\w.-])", lambda m: new, text)
+
+
+def _repoint(root: Path, old: str, new: str) -> None:
+    """Point the text files of a record being made at its folder's new name."""
+    for p in root.rglob("*"):
+        if p.is_file() and not p.is_symlink() and p.suffix in (".json", ".jsonl", ".log", ".txt", ".lock", ".yaml"):
+            text = p.read_text(encoding="utf-8", errors="surrogateescape")
+            moved = _repoint_text(text, old, new)
+            if moved != text:
+                p.write_text(moved, encoding="utf-8", errors="surrogateescape")
 
 
 def _alive(pid: int) -> bool:
