@@ -56,6 +56,7 @@ def hub_session(endpoint: str | None, *, error: type[HubkitError] = HubkitError,
         raise error(
             f"HF_HUB_OFFLINE is set: cannot reach {endpoint}",
             hint="Unset HF_HUB_OFFLINE, or point --endpoint (HF_ENDPOINT) at a local hub: `hubkit hub serve`.",
+            exit_code=3,  # the Hub cannot be reached, as the error table says of huggingface_hub's own offline error
         )
     try:
         yield
