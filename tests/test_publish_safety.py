@@ -254,7 +254,7 @@ def test_failed_tag_is_reported_truthfully_and_made_by_the_republish(project, tm
         from huggingface_hub import close_session
 
         close_session()
-        assert code == 1
+        assert code == 3
         (line,) = errors(err)
         tags, head = refs(hub.url)
         assert f"committed {head[:8]} ({head}), but the tag was not made" in line
@@ -298,7 +298,7 @@ def test_connection_lost_after_the_commit_landed(project, hub, capsys, monkeypat
     code, out, err = run(capsys, "publish", "-m", project, "--endpoint", hub.url)
     monkeypatch.setattr(HfApi, "create_commit", real_commit)
     monkeypatch.setattr(HfApi, "repo_info", real_info)
-    assert code == 1
+    assert code == 3
     (line,) = errors(err)
     tags, head = refs(hub.url)
     if hub_answers_after:
@@ -333,7 +333,7 @@ def free_port() -> int:
 def test_dry_run_with_the_hub_unreachable_is_one_line(project, capsys, online):
     url = f"http://127.0.0.1:{free_port()}"
     code, out, err = run(capsys, "publish", "-m", project, "--endpoint", url, "--dry-run")
-    assert code == 1 and out == ""
+    assert code == 3 and out == ""
     assert err.splitlines()[0].startswith("rendered ") and err.splitlines()[0].endswith("(there was no card to review; read it there)")
     assert err.splitlines()[1:] == [
         f"error: cannot reach the Hub at {url}: connection refused; nothing was sent",
@@ -352,7 +352,7 @@ def test_a_hub_that_never_answers_times_out_in_one_line(project, capsys, online,
         url = f"http://127.0.0.1:{silent.getsockname()[1]}"
         t0 = time.monotonic()
         code, out, err = run(capsys, "publish", "-m", project, "--endpoint", url, "--dry-run")
-    assert code == 1 and time.monotonic() - t0 < 30
+    assert code == 3 and time.monotonic() - t0 < 30
     (line,) = errors(err)
     assert line == f"error: cannot reach the Hub at {url}: no answer in time (ReadTimeout); nothing was sent"
 
@@ -382,7 +382,7 @@ def test_hub_killed_mid_publish_says_what_was_committed(project, tmp_path, capsy
         assert proc.wait(timeout=30) == 17  # the server really died there
     finally:
         proc.kill()
-    assert code == 1 and out == ""
+    assert code == 3 and out == ""
     (line,) = errors(err)
     assert line.startswith(f"error: {REPO}: lost the Hub at {url}: ")
     if phase == "while uploading files":
@@ -479,7 +479,7 @@ def test_another_publish_committing_first_is_fine_when_it_sent_the_same_files(pr
         assert f"{REPO}: another publish committed these same files meanwhile ({head[:8]}): nothing to commit" in err
         assert remote_files(hub.url)["adapter_model.safetensors"] == weights.read_bytes()
     else:
-        assert code == 1
+        assert code == 3
         (line,) = errors(err)
         assert line.startswith(f"error: {REPO}: ") and "(HTTP 412) while committing; nothing was committed to" in line
         assert "hint: The repo changed while publishing (someone committed); run `hubkit publish` again to re-plan." in err
