@@ -250,6 +250,37 @@ def tiny_adapter(root: Path, **config) -> Path:
     return root
 
 
+def add_safetensors_metadata(path: Path, metadata: dict[str, str]) -> None:
+    """Rewrite a safetensors file with the same tensors and `metadata` added to its header."""
+    from safetensors import safe_open
+    from safetensors.numpy import save_file
+
+    with safe_open(str(path), "np") as fh:
+        tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        meta = fh.metadata() or {}
+    path.chmod(path.stat().st_mode | stat.S_IWUSR)
+    save_file(tensors, str(path), metadata=meta | metadata)
+
+
+def nan_results(ctx: Ctx) -> Path:
+    """lm-eval's gsm8k results with its strict-match score NaN."""
+    data = json.loads(RESULTS_04.read_text())
+    row = data["results"]["gsm8k"]
+    row[next(k for k in row if k.startswith("exact_match,strict"))] = float("nan")
+    path = ctx.tmp / "nan_results.json"
+    path.write_text(json.dumps(data))  # json writes NaN, as lm-eval's results files do
+    return path
+
+
+def no_nan_on_card(readme: Path) -> None:
+    from huggingface_hub import ModelCard
+
+    text = readme.read_text()
+    assert "unavailable: nan in the results file" in text, text
+    values = [m["value"] for e in ModelCard(text).data.to_dict().get("model-index", []) for r in e["results"] for m in r["metrics"]]
+    assert values and all(isinstance(v, (int, float)) and v == v for v in values), values
+
+
 def copy_adapter(ctx: Ctx, name: str = "bad-adapter") -> Path:
     dest = ctx.tmp / name
     shutil.copytree(ctx.adapter, dest)
@@ -372,6 +403,9 @@ CASES: list[Case] = [
     Case("manifest: a key given twice", lambda c: ["validate", "-m", c.proj / "dup.yaml"], 2,
          [rf"{P}/dup\.yaml: .*project\.name.*(twice|duplicate|more than once).*"], r".",
          setup=lambda c: write(c.proj / "dup.yaml", "project:\n  name: a\n  name: b\n  license: mit\n")),
+    Case("manifest: a second artifacts: block (it silently replaced the first)", lambda c: ["validate", "-m", c.proj / "dup.yaml"], 2,
+         [rf"{P}/dup\.yaml: artifacts: duplicate key on line 4 \(first on line 1; YAML would silently keep only the last\)"], r"Keep one of each",
+         setup=lambda c: write(c.proj / "dup.yaml", "artifacts:\n  a: {kind: adapter, path: x}\nproject: {name: p}\nartifacts:\n  b: {kind: adapter, path: y}\n")),
     Case("manifest: a wrong type", lambda c: ["validate", "-m", c.m], 2,
          [rf"{P}/hubkit\.yaml: evals\.demo\.num_fewshot: expected an integer, got \"five\".*"], MANIFEST_HINT,
          setup=lambda c: c.edit(lambda d: d["evals"]["demo"].update(num_fewshot="five"))),
@@ -475,6 +509,8 @@ CASES: list[Case] = [
          check=no_partials(lambda c: c.tmp / "ro")),
     Case("merge: --out exists", lambda c: ["merge", c.adapter, "--base", c.base, "--out", c.proj / "data"], 1,
          [rf"{P}/data: exists and is not a finished hubkit merge \(no hubkit_merge\.json, or it holds folders\); hubkit replaces only its own output"], r"."),
+    Case("merge: --force --out a parent of both inputs (it deleted them)", lambda c: ["merge", c.adapter, "--base", c.base, "--out", c.proj, "--force"], 1,
+         [rf"{P}: contains the (base model|adapter) folder \S+; hubkit never writes over or deletes a merge input"], r"outside the base and adapter"),
     Case("merge: --out is the adapter itself", lambda c: ["merge", c.adapter, "--base", c.base, "--out", c.adapter, "--force"], 1,
          [rf"{P}/adapters/lora-full: is the adapter folder {P}/adapters/lora-full; hubkit never writes over or deletes a merge input"], r"."),
     Case("merge: a truncated base checkpoint", lambda c: ["merge", c.adapter, "--base", c.notes["b"], "--out", c.tmp / "merged"], 1,
@@ -537,6 +573,9 @@ CASES: list[Case] = [
                 rf"  {a}: {P}/cards/{a}/README\.md cites run {REC}, which is not among the current records \(deleted, damaged, or superseded: run `hubkit card`\)"]
                if a in ("lora-full", "lora-full-merged") else [])]]],
          r"run `hubkit card`", setup=lambda c: (main(["card", "-m", str(c.m)]), unseal_edit(c, c.results_file(), None)), may_change=("runs", "cards")),
+    Case("card: a NaN in a results file is 'unavailable', never a number or model-index entry", lambda c: ["card", "-m", c.m, "--artifact", "lora-half"], 0, [], None,
+         setup=lambda c: main(["runs", "-m", str(c.m), "import", str(nan_results(c)), "--subject", "lora-half", "--setup", "gsm8k"]),
+         check=lambda c, out, err: no_nan_on_card(c.proj / "cards" / "lora-half" / "README.md"), stdout=rf"{P}/cards/lora-half/README\.md", may_change=("runs", "cards")),
     Case("card: the disk fills up", lambda c: ["card", "-m", c.m, "--out", c.full(size="16k") / "cards"], 4,
          [rf"disk full while writing {P}/full/cards/\S+"], r"Free some space"),
     Case("card: --out on a read-only disk", lambda c: ["card", "-m", c.m, "--out", c.readonly() / "cards"], 4,
@@ -570,6 +609,13 @@ CASES: list[Case] = [
     Case("publish: pickled weights are refused", lambda c: ["publish", "-m", c.m, "--artifact", "lora-full", "--endpoint", c.hub()], 1,
          [rf"{P}/adapters/lora-full/extra\.bin: pickled weights can run code when loaded; refusing to publish"], r"--allow-pickle",
          setup=lambda c: write(c.adapter / "extra.bin", b"\x80\x04K\x01."), check=nothing_on_hub),
+    Case("publish: a token in safetensors metadata is refused", lambda c: ["publish", "-m", c.m, "--artifact", "lora-full", "--endpoint", c.hub()], 1,
+         [rf".*adapter_model\.safetensors.*secret.*"], r".", setup=lambda c: add_safetensors_metadata(c.adapter / "adapter_model.safetensors", {"note": f"pushed with {TOKEN}"}),
+         check=nothing_on_hub, may_change=("adapters/lora-full/adapter_model.safetensors",)),
+    Case("publish: a token at the end of a 6 MB tokenizer.json is refused", lambda c: ["publish", "-m", c.m, "--artifact", "lora-full", "--endpoint", c.hub()], 1,
+         [rf".*tokenizer\.json.*secret.*"], r".",
+         setup=lambda c: write(c.adapter / "tokenizer.json", '{"pad": "' + "x" * 6_000_000 + f'", "note": "{TOKEN}"}}'),
+         check=nothing_on_hub, may_change=("adapters/lora-full/tokenizer.json",)),
     Case("publish: an unknown artifact", lambda c: ["publish", "-m", c.m, "--artifact", "lora-ful", "--endpoint", c.hub()], 1,
          [r"no artifact named 'lora-ful'"], r"Known artifacts: .*lora-full"),
     Case("publish: an artifact without repo_id", lambda c: ["publish", "-m", c.m, "--artifact", "lora-half", "--endpoint", c.hub()], 1,
@@ -811,6 +857,33 @@ def test_special_hub_killed_mid_upload_then_publish_again(ctx, capsys, monkeypat
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_special_a_same_size_edit_with_its_mtime_restored_is_published(ctx, capsys):
+    """The hash cache keyed on size and mtime only: an edit of the same size with the mtime put
+    back (a `touch -r`, an rsync -t) published nothing ("nothing to send")."""
+    from huggingface_hub import hf_hub_download
+
+    from hubkit.hub.client import hub_session
+
+    url = ctx.hub()
+    argv = ["publish", "-m", ctx.m, "--artifact", "lora-full", "--endpoint", url]
+    code, out, err = run_cli(capsys, argv)
+    assert code == 0, err
+    cfg = ctx.adapter / "adapter_config.json"
+    before = cfg.stat()
+    edited = cfg.read_bytes().replace(b'"lora_dropout": 0.05', b'"lora_dropout": 0.07')
+    assert len(edited) == before.st_size and edited != cfg.read_bytes()
+    cfg.write_bytes(edited)
+    os.utime(cfg, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert main(["card", "-m", str(ctx.m), "--artifact", "lora-full"]) == 0
+    capsys.readouterr()
+    code, out, err = run_cli(capsys, argv)
+    assert_clean_output(out, err)
+    assert code == 0 and "adapter_config.json" in err, err
+    with hub_session(url):
+        sent = Path(hf_hub_download(LORA_FULL_REPO, "adapter_config.json", endpoint=url, token=TOKEN)).read_bytes()
+    assert sent == edited
 
 
 def test_special_two_publishes_creating_one_new_repo(ctx):
