@@ -56,7 +56,7 @@ def test_missing_adapter_config_is_neither(adapter_copy):
     (adapter_copy / "adapter_config.json").unlink()
     with pytest.raises(InspectError) as info:
         inspect_path(adapter_copy)
-    assert str(info.value) == f"{adapter_copy}: neither a PEFT adapter (no adapter_config.json) nor a checkpoint (no config.json)"
+    assert str(info.value) == f"{adapter_copy}: neither a PEFT adapter (no adapter_config.json) nor a checkpoint (no config.json) nor GGUF files (no .gguf)"
 
 
 def test_corrupt_adapter_config_names_file(adapter_copy):
