@@ -264,11 +264,12 @@ def quant_label(file_type: str | None) -> str | None:
 
 def name_quant_label(filename: str) -> str | None:
     """The quantization label in a file name, as the Hub reads it for `ollama run hf.co/...:TAG`:
-    the last match of a llama.cpp file type (Q4_K_M, Q8_0, BF16...) plus an optional _SUFFIX
-    (bartowski's Q6_K_L), upper-cased."""
-    from gguf import LlamaFileType
+    the last match of a llama.cpp file type (Q4_K_M, IQ4_XS) or tensor type (Q5_K, BF16) plus an
+    optional _SUFFIX (bartowski's Q5_K_L), upper-cased."""
+    from gguf import GGMLQuantizationType, LlamaFileType
 
     names = {quant_label(t.name) for t in LlamaFileType if t.name != "GUESSED"}
+    names |= {t.name for t in GGMLQuantizationType if not t.name.startswith(("I8", "I16", "I32", "I64", "F64"))}
     pattern = "|".join(sorted((re.escape(n) for n in names if n), key=len, reverse=True))
     found = re.findall(rf"(?:{pattern})(?:_[A-Z]+)?", filename.upper())
     return found[-1] if found else None

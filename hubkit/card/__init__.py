@@ -30,6 +30,7 @@ from .lineage import lineage_view
 from .lint import INPUTS_MARK, RESULTS_BEGIN, RESULTS_END, check_card, looks_local
 from .metadata import front_matter, model_index_results
 from .numbers import fmt
+from .quantized import quantized_view
 from .specs import artifact_facts, specs_rows
 from .tables import Headline, Table, report_tables, results_tables
 
@@ -278,6 +279,7 @@ def build_context(manifest: Manifest, name: str | None, runs_dir: Path, template
         "source_adapter": source_adapter,
         "facts": facts,
         "specs": specs_rows(facts) if facts else [],
+        "quantized": quantized_view(manifest, name, art, facts, runs_dir, template_dir),
         "results": tables,
         "origins": sorted(origins),
         "has_verdicts": any(c.verdict for c in cells),
