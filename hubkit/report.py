@@ -38,7 +38,8 @@ def _gguf_lines(facts: GGUFFacts) -> list[str]:
         lines.append(f"parameters:        {facts.params:,} ({human_count(facts.params)})")
     if facts.context_length:
         lines.append(f"context length:    {facts.context_length:,}")
-    width = max(len(m.path) for m in facts.models)
+    label = {m.path: m.path + (f" ({len(m.parts)} parts)" if len(m.parts) > 1 else "") for m in facts.models}
+    width = max(len(text) for text in label.values())
     for m in facts.models:
         own = []
         if m.architecture != facts.architecture:
@@ -48,8 +49,7 @@ def _gguf_lines(facts: GGUFFacts) -> list[str]:
         if m.context_length != facts.context_length and m.context_length:
             own.append(f"context {m.context_length:,}")
         bpw = f"{m.bits_per_weight:.2f} bpw" if m.bits_per_weight is not None else "no tensors"
-        parts = f" ({len(m.parts)} parts)" if len(m.parts) > 1 else ""
-        lines.append(f"{m.path + parts:<{width + len(parts)}}  {m.file_type or 'file type not recorded':<16} {bpw:>10} {human_bytes(m.size):>10}" + (f"  [{'; '.join(own)}]" if own else ""))
+        lines.append(f"{label[m.path]:<{width}}  {m.file_type or 'no file type':<16} {bpw:>10} {human_bytes(m.size):>10}" + (f"  [{'; '.join(own)}]" if own else ""))
         lines.append("    tensors: " + ", ".join(f"{t} x{n}" for t, n in m.tensor_types.items()))
     return lines
 

@@ -400,3 +400,24 @@ def test_transformers_block_runs_and_loads_the_weights(tmp_path):
         with torch.no_grad():
             got = scope["model"].eval()(ids).logits
         torch.testing.assert_close(got, expected, atol=atol, rtol=0)
+
+
+def test_quantized_safetensors_checkpoint(tmp_path):
+    """A GPTQ-style export (config.json with quantization_config, safetensors weights) is read as a
+    checkpoint: its quantization is a row of the specs, and the usage is transformers' own loader."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    d = tmp_path / "gptq"
+    d.mkdir()
+    save_file({"model.embed_tokens.weight": np.zeros((8, 4), np.float16), "model.layers.0.q.qweight": np.zeros((4, 8), np.int32)}, str(d / "model.safetensors"))
+    config = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": 128, "desc_act": False}}
+    (d / "config.json").write_text(json.dumps(config))
+    write_manifest(tmp_path, {"q": {"kind": "quantized", "path": "gptq", "repo_id": "me/tiny-GPTQ", "base_model": "me/tiny"}})
+    m, card = card_of(tmp_path, "q")
+    text = card.text
+    assert "| quantization | gptq (4-bit, group size 128) |" in text
+    assert "| parameters | 64 |" in text and "| weights dtype | F16, I32 |" in text and "| shards | 1 |" in text
+    assert 'AutoModelForCausalLM.from_pretrained("me/tiny-GPTQ", device_map="auto")' in text
+    assert "## Files" not in text and "llama.cpp" not in text and "ollama" not in text.lower()
+    assert check_card(m, card) == []

@@ -51,7 +51,9 @@ def count(n: int | None, approximate: bool = False) -> str:
     """A parameter count: exact with its short form, or 'about 7.00 B' when an author rounded it."""
     if n is None:
         return ""
-    return f"about {human(n)}" if approximate else f"{n:,} ({human(n)})"
+    if approximate:
+        return f"about {human(n)}"
+    return f"{n:,} ({human(n)})" if human(n) != str(n) else f"{n:,}"
 
 
 def _adapter_rows(facts: dict) -> list[list[str]]:
