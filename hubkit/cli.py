@@ -77,7 +77,7 @@ def init(adapter: Path, merged: Path | None, name: str | None, repo_id: str | No
 @click.option("--no-hash", is_flag=True, help="Skip the sha256 of each file (fast on big checkpoints).")
 @JSON_OPTION
 def inspect_cmd(path: Path, no_hash: bool, as_json: bool) -> None:
-    """Report what an adapter or checkpoint directory contains, read from its files."""
+    """Report what an adapter or checkpoint directory, or GGUF files, contain, read from the files."""
     from .inspection import inspect_path
     from .report import format_facts
 

@@ -407,6 +407,10 @@ def _gguf_model(root: Path, parts: list[str]) -> GGUFModelFacts:
                 path=root / parts[0],
                 hint="A part is corrupt or comes from another split; fetch the parts again.",
             )
+        for i, h in enumerate(headers):
+            no = h.get("split.no")
+            if isinstance(no, int) and no != i:
+                raise InspectError(f"{root / parts[i]}: split.no says part {no + 1}, the name says part {i + 1}", path=root / parts[i])
     tensors = [t for h in headers for t in h.tensors]
     params = sum(t.n_elements for t in tensors)
     tensor_bytes = sum(t.n_bytes for t in tensors)
@@ -453,7 +457,7 @@ def inspect_gguf(path: str | Path, *, hash_files: bool = True) -> GGUFFacts:
         root = target.parent
         m = SPLIT_NAME.match(target.name)
         if m:  # one part of a split model stands for the whole model
-            names = [p.name for p in sorted(root.glob(f"{glob_escape(m['prefix'])}-*-of-{m['count']}.gguf")) if SPLIT_NAME.match(p.name)]
+            names = [p.name for p in sorted(root.glob(f"{_glob_escape(m['prefix'])}-*-of-{m['count']}.gguf")) if SPLIT_NAME.match(p.name)]
         else:
             names = [target.name]
     else:
@@ -480,7 +484,7 @@ def inspect_gguf(path: str | Path, *, hash_files: bool = True) -> GGUFFacts:
     )
 
 
-def glob_escape(text: str) -> str:
+def _glob_escape(text: str) -> str:
     return re.sub(r"([*?\[])", r"[\1]", text)
 
 
