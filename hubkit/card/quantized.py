@@ -96,7 +96,8 @@ def file_table(facts: dict, repo: str | None) -> tuple[dict | None, list[str], l
             "(the figure llama.cpp reports as BPW). A file is a little bigger than its tensors: it also holds the metadata and the tokenizer."
         )
     if "size" in methods:
-        approx = " The parameter count is itself a rounded figure." if facts.get("params_approximate") else ""
+        rounded = facts.get("params_approximate") or any(m.get("params_approximate") for m in models)
+        approx = " The parameter count is itself a rounded figure." if rounded else ""
         notes.append(
             "Bits per weight marked ≈: 8 × the file size ÷ the stated parameter count, so they include the metadata and "
             f"the tokenizer and slightly overstate the weights' own bits.{approx}"
