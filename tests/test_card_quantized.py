@@ -56,6 +56,11 @@ def headings(text: str) -> list[str]:
     return out
 
 
+def section(text: str, heading: str) -> str:
+    """The text under `heading`, up to the card's next level-2 heading."""
+    return text.split(heading, 1)[1].split("\n## ", 1)[0]
+
+
 def code_blocks(text: str, lang: str) -> list[str]:
     return re.findall(rf"```{lang}\n(.*?)```", text, re.DOTALL)
 
@@ -71,6 +76,9 @@ def write_manifest(root: Path, artifacts: dict, datasets: dict | None = None) ->
     return path
 
 
+OTHER = {"kind": "merged", "path": "other", "repo_id": "me/other", "datasets": ["other"]}
+
+
 def quantized(**extra) -> dict:
     return {"kind": "quantized", "path": "gguf", "repo_id": REPO, "base_model": "me/tiny-llama", **extra}
 
@@ -83,7 +91,8 @@ def project(tmp_path):
         write_tiny_llama(gguf_dir / f"tiny-{q}.gguf", q)
     write_tiny_llama(gguf_dir / "tiny-split-Q8_0.gguf", "Q8_0", split_max_tensors=8)
     datasets = {"wiki": {"hub_id": "wikimedia/wikipedia", "rows": 1000, "license": "cc-by-sa-3.0"}, "other": {"hub_id": "someone/else"}}
-    write_manifest(tmp_path, {"tiny-gguf": quantized(datasets=["wiki"])}, datasets)
+    # "other" is another artifact's data: it has no place on this card
+    write_manifest(tmp_path, {"tiny-gguf": quantized(datasets=["wiki"]), "other-model": OTHER}, datasets)
     return tmp_path
 
 
@@ -153,7 +162,7 @@ def test_inspect_json_facts_render_the_same_card(project, capsys):
     assert main(["inspect", str(project / "gguf"), "--json", "--no-hash"]) == 0
     (project / "tiny.facts.json").write_text(capsys.readouterr().out)
     shutil.rmtree(project / "gguf")
-    write_manifest(project, {"tiny-gguf": quantized(datasets=["wiki"], facts="tiny.facts.json")}, {"wiki": {"hub_id": "wikimedia/wikipedia", "rows": 1000, "license": "cc-by-sa-3.0"}, "other": {"hub_id": "someone/else"}})
+    write_manifest(project, {"tiny-gguf": quantized(datasets=["wiki"], facts="tiny.facts.json"), "other-model": OTHER}, {"wiki": {"hub_id": "wikimedia/wikipedia", "rows": 1000, "license": "cc-by-sa-3.0"}, "other": {"hub_id": "someone/else"}})
     _, from_json = card_of(project)
     said = re.search(r"Read from the files \(the GGUF headers\) by `hubkit inspect` \(hubkit [^)]+\) and kept in `tiny.facts.json`: the files were not at hand when this card was rendered.", from_json.text)
     assert said
@@ -304,7 +313,7 @@ def test_chat_template_projector_and_unknown_architecture(tmp_path):
 
 
 def test_no_datasets_no_training_data(project):
-    write_manifest(project, {"tiny-gguf": quantized()}, {"wiki": {"hub_id": "wikimedia/wikipedia"}})
+    write_manifest(project, {"tiny-gguf": quantized(), "other-model": OTHER}, {"other": {"hub_id": "someone/else"}})
     _, card = card_of(project)
     assert "## Training data" not in card.text and "datasets" not in card.metadata
 
@@ -319,9 +328,11 @@ def test_upstream_artifact_card_is_kept_as_a_section(project):
     })
     m, card = card_of(project)
     text = card.text
-    upstream = text.split("## Original model card: me/tiny-llama")[1]
+    upstream = section(text, "## Original model card: me/tiny-llama")
     assert "as hubkit renders it from the same manifest" in upstream
-    assert "### Tiny Llama merged" in upstream and "#### Checkpoint" in upstream and "\n## " not in upstream
+    assert "### Tiny Llama merged" in upstream and "#### Checkpoint" in upstream
+    # the embedded card's headings sit under this one: the card's own level-2 headings are its parts
+    assert [h for h in headings(text) if h.startswith("## ")] == ["## Model", "## Files", "## Usage", "## Original model card: me/tiny-llama", "## License"]
     assert "| architecture | LlamaForCausalLM |" in upstream
     assert text.count("hubkit:inputs") == 1 and len(re.findall(r"^---$", text, re.MULTILINE)) == 2  # one front matter
     assert ModelCard(text).data.to_dict()["base_model"] == "me/tiny-llama"
@@ -339,13 +350,15 @@ def test_upstream_readme_next_to_the_base_weights(project, source):
     shutil.copy(REAL_CARDS / source, base / "README.md")
     write_manifest(project, {"tiny-gguf": quantized(base_model_path="base")})
     m, card = card_of(project)
-    upstream = card.text.split("## Original model card: me/tiny-llama")[1].split("<!-- hubkit:inputs")[0]
+    upstream = section(card.text, "## Original model card: me/tiny-llama")
     original = (REAL_CARDS / source).read_text(encoding="utf-8").replace("\r\n", "\n")
     body = original.split("\n---\n")[-1] if source != "llama-2-7b-chat.md" else original.split("---\n", 2)[2]
     first_prose = next(line for line in body.splitlines() if len(line) > 40 and not line.startswith(("#", "|", "<", "-", "!", "[")))
     assert first_prose in upstream
     assert "\r" not in upstream and "\n---\n" not in upstream and "license:" not in upstream
     assert headings(upstream) and not [h for h in headings(upstream) if re.match(r"#{1,2} ", h)]  # under this card's section
+    own = [h for h in headings(card.text) if re.match(r"#{1,2} ", h)]
+    assert own == ["# Tiny Llama", "## Model", "## Files", "## Usage", "## Original model card: me/tiny-llama", "## License"]
     assert ModelCard(card.text).data.to_dict()["license"] == "apache-2.0"
     assert check_card(m, card) == []
 
@@ -421,3 +434,27 @@ def test_quantized_safetensors_checkpoint(tmp_path):
     assert 'AutoModelForCausalLM.from_pretrained("me/tiny-GPTQ", device_map="auto")' in text
     assert "## Files" not in text and "llama.cpp" not in text and "ollama" not in text.lower()
     assert check_card(m, card) == []
+
+
+def test_card_sections_order_and_replace_the_quantized_parts(project):
+    """`card.sections` orders the quantized card's own parts like any other (files, usage, data,
+    upstream); the author's usage replaces the generated one; a part left out is not rendered."""
+    base = project / "base"
+    base.mkdir()
+    (base / "README.md").write_text("# Base\n\nThe base model's own words.\n")
+    (project / "upstream.md").write_text("---\nlicense: mit\n---\n# The card we were given\n\nKept as written.\n")
+    layout = {"sections": ["usage", "files", "data", "upstream"], "usage": "Run it with `my-runner`.", "upstream_file": "upstream.md"}
+    write_manifest(project, {"tiny-gguf": quantized(datasets=["wiki"], base_model_path="base", card=layout)}, {"wiki": {"hub_id": "wikimedia/wikipedia", "rows": 10}})
+    m, card = card_of(project)
+    text = card.text
+    own = [h for h in headings(text) if h.startswith("## ")]
+    assert own == ["## Usage", "## Files", "## Training data", "## The upstream model's card"]
+    assert section(text, "## Usage").strip() == "Run it with `my-runner`."
+    assert "llama-cli" not in text and "## Model" not in text
+    # the card the manifest names wins over the README next to the base weights
+    assert "Kept as written." in text and "The base model's own words." not in text and "license: mit" not in text
+    assert check_card(m, card) == []
+    # with the default layout the generated usage comes back
+    write_manifest(project, {"tiny-gguf": quantized()})
+    assert "llama-cli --hf-repo" in section(card_of(project)[1].text, "## Usage")
+

@@ -1,5 +1,5 @@
-"""What a quantized artifact's card shows besides its specs: a table of its files, how to run
-them, its training data, and the card of the model it quantizes.
+"""What a quantized artifact's card shows besides its specs: a table of its files (the `files`
+part), how to run them (`usage`), and the card of the model it quantizes (`upstream`).
 
 Every block is there only when it is true for the files present: the llama.cpp commands for a
 GGUF language model, ollama's `hf.co/...:TAG` for a published file that is not split (ollama
@@ -16,7 +16,6 @@ from typing import Any
 
 from ..gguf import PROJECTOR_ARCHITECTURES, SPLIT_NAME, TRANSFORMERS_GGUF_ARCHITECTURES, TRANSFORMERS_GGUF_TENSOR_TYPES, name_quant_label
 from ..manifest import Artifact, Manifest
-from .numbers import fmt
 
 HUB = "https://huggingface.co"
 # Set while the upstream card is rendered inside a quantized one, so that a chain of quantized
@@ -263,23 +262,13 @@ def upstream_card(manifest: Manifest, art: Artifact, runs_dir: Path, template_di
     return None
 
 
-def artifact_datasets(manifest: Manifest, art: Artifact) -> list[dict[str, Any]]:
-    """The datasets the manifest names for this artifact, shaped like the card's `datasets`."""
-    out = []
-    for key in art.datasets:
-        d = manifest.datasets[key]
-        out.append({
-            "title": d.title or key, "hub_id": d.hub_id, "rows": fmt(d.rows) if d.rows is not None else "", "unit": d.unit,
-            "license": d.license or "", "description": d.description, "filters": d.filters,
-        })
-    return out
-
-
 def quantized_view(manifest: Manifest, name: str | None, art: Artifact | None, facts: dict | None, runs_dir: Path, template_dir: str | None) -> dict | None:
     """Everything the quantized card's own partials read (`quantized` in the template context);
     None for other kinds."""
     if art is None or art.kind != "quantized":
         return None
+    from . import card_layout
+
     repo = art.repo_id
     facts = facts or {}
     table, notes, models = file_table(facts, repo) if facts.get("kind") == "gguf" else (None, [], [])
@@ -289,6 +278,6 @@ def quantized_view(manifest: Manifest, name: str | None, art: Artifact | None, f
         "llama_cpp": _llama_cpp(models, repo),
         "ollama": _ollama(models, repo),
         "transformers": _transformers(models, repo or name) if models else _transformers_checkpoint(facts, repo or name),
-        "upstream": upstream_card(manifest, art, runs_dir, template_dir),
-        "datasets": artifact_datasets(manifest, art),
+        # an upstream card the manifest names (card.upstream_file) wins: do not render another
+        "upstream": None if card_layout(manifest, art).upstream_file else upstream_card(manifest, art, runs_dir, template_dir),
     }
