@@ -458,3 +458,18 @@ def test_card_sections_order_and_replace_the_quantized_parts(project):
     write_manifest(project, {"tiny-gguf": quantized()})
     assert "llama-cli --hf-repo" in section(card_of(project)[1].text, "## Usage")
 
+
+def test_upstream_readme_edit_makes_the_card_stale(project, capsys):
+    """The README next to the base weights is an input of the card: editing it makes the card on
+    disk stale for `--check` (and so for publish)."""
+    base = project / "base"
+    base.mkdir()
+    (base / "README.md").write_text("# Base\n\nFirst words.\n")
+    manifest = write_manifest(project, {"tiny-gguf": quantized(base_model_path="base")})
+    args = ["card", "-m", str(manifest), "--out", str(project / "cards")]
+    assert main(args) == 0
+    assert main([*args, "--check"]) == 0
+    (base / "README.md").write_text("# Base\n\nOther words.\n")
+    capsys.readouterr()
+    assert main([*args, "--check"]) != 0
+    assert "is stale" in capsys.readouterr().err

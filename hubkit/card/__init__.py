@@ -125,6 +125,8 @@ def _referenced_files(manifest: Manifest) -> list[str]:
     refs = [manifest.project.description_file, *(s.file for s in manifest.sections), manifest.card.usage_file, manifest.card.upstream_file]
     for art in manifest.artifacts.values():
         refs += [art.facts, *((art.card.usage_file, art.card.upstream_file) if art.card else ())]
+        if art.kind == "quantized" and art.base_model_path:  # its upstream card may be the README there
+            refs.append(f"{art.base_model_path.rstrip('/')}/README.md")
     return sorted({r for r in refs if r})
 
 
