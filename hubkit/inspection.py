@@ -555,20 +555,23 @@ def weights_digest(facts: AdapterFacts | CheckpointFacts | GGUFFacts) -> str:
 # -- facts files: `hubkit inspect --json` output, or facts an author wrote by hand --------------
 
 _PARAMS_TEXT = re.compile(r"^\s*(?P<num>\d+(?:\.\d+)?)\s*(?P<unit>[kKmMbBtT])\s*$")
+_PARAMS_SCIENTIFIC = re.compile(r"^\s*\d+(?:\.\d+)?[eE]\+?\d+\s*$")
 _UNITS = {"k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
 
 
 def parse_params(value: Any) -> tuple[int, bool]:
     """A parameter count as an author may write it: 6738415616 or "6,738,415,616" (exact), or
-    "7B" / "6.74B" / "125M" (approximate). Returns (count, approximate); raises ValueError."""
+    "7B" / "6.74B" / "125M" / 6.7e9 / "6.7e9" (approximate: nobody types an exact count in
+    scientific notation, and a float cannot hold one above 2**53 anyway).
+    Returns (count, approximate); raises ValueError."""
     if isinstance(value, bool):
         raise ValueError(f"expected a parameter count like 6738415616 or \"6.74B\", got {value!r}")
     if isinstance(value, int):
         if value < 0:
             raise ValueError(f"expected a positive parameter count, got {value}")
         return value, False
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value), False
+    if isinstance(value, float) and value.is_integer() and value >= 1:
+        return int(value), True
     if isinstance(value, str):
         digits = value.strip().replace(",", "").replace("_", "")
         if digits.isdigit():
@@ -576,6 +579,8 @@ def parse_params(value: Any) -> tuple[int, bool]:
         m = _PARAMS_TEXT.match(value)
         if m:
             return round(float(m["num"]) * _UNITS[m["unit"].lower()]), True
+        if _PARAMS_SCIENTIFIC.match(value) and float(value) >= 1:
+            return round(float(value)), True
     shown = json.dumps(value) if isinstance(value, str) else repr(value)
     raise ValueError(f"expected a parameter count like 6738415616 or \"6.74B\", got {shown}")
 

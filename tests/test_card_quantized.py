@@ -229,6 +229,24 @@ def test_hand_written_checkpoint_facts_have_no_blank_rows(tmp_path):
     assert "Stated by the author in `facts.json`, not read from the files." in specs
 
 
+@pytest.mark.parametrize(
+    "params, row",
+    [
+        ("7B", "about 7.00 B"),
+        ("6.7e9", "about 6.70 B"),
+        (6.7e9, "about 6.70 B"),  # a JSON number in scientific notation is a rounded figure too
+        ("125M", "about 125.00 M"),
+        (6738415616, "6,738,415,616 (6.74 B)"),
+        ("6,738,415,616", "6,738,415,616 (6.74 B)"),
+    ],
+)
+def test_hand_written_params_exact_or_approximate(tmp_path, params, row):
+    (tmp_path / "facts.json").write_text(json.dumps({"kind": "checkpoint", "params": params}))
+    write_manifest(tmp_path, {"merged": {"kind": "merged", "path": "merged", "repo_id": "me/merged", "base_model": "me/base", "facts": "facts.json"}})
+    _, card = card_of(tmp_path, "merged")
+    assert f"| parameters | {row} |" in card.text
+
+
 def test_bad_field_is_one_line_naming_file_and_field(tmp_path, capsys):
     bad = {**HAND_WRITTEN, "models": [{"path": "x.gguf", "quant": "Q4_K_M"}]}
     (tmp_path / "facts.json").write_text(json.dumps(bad))
