@@ -97,7 +97,7 @@ def init(adapter: Path | None, from_command: str | None, setup_name: str, merged
 @click.option("--no-hash", is_flag=True, help="Skip the sha256 of each file (fast on big checkpoints).")
 @JSON_OPTION
 def inspect_cmd(path: Path, no_hash: bool, as_json: bool) -> None:
-    """Report what an adapter or checkpoint directory contains, read from its files."""
+    """Report what an adapter or checkpoint directory, or GGUF files, contain, read from the files."""
     from .inspection import inspect_path
     from .report import format_facts
 
