@@ -29,8 +29,11 @@ browser:
 	.ci/ensure-chromium
 
 # Built demo worlds are kept in the venv, keyed by what they depend on (`make clean` drops them).
+# The suite runs in TEST_WORKERS processes (pytest-xdist), a test file per worker at a time: much
+# of it waits on subprocesses, servers and disks. TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
 test: $(STAMP) browser
-	$(OFFLINE) HUBKIT_TEST_WORLD_CACHE=$(abspath $(VENV))/test-worlds $(BIN)/python -m pytest
+	$(OFFLINE) HUBKIT_TEST_WORLD_CACHE=$(abspath $(VENV))/test-worlds $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 docs: $(STAMP)
 	$(BIN)/python -m hubkit.docs --write

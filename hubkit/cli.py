@@ -124,7 +124,7 @@ def init(adapter: Path | None, from_command: str | None, setup_name: str, merged
 @click.option("--no-hash", is_flag=True, help="Skip the sha256 of each file (fast on big checkpoints).")
 @JSON_OPTION
 def inspect_cmd(path: Path, no_hash: bool, as_json: bool) -> None:
-    """Report what an adapter or checkpoint directory contains, read from its files."""
+    """Report what an adapter or checkpoint directory, or GGUF files, contain, read from the files."""
     from .inspection import inspect_path
     from .report import format_facts
 
@@ -440,9 +440,10 @@ def card(manifest: Path, artifact, out, template_dir, runs_dir, check, preview, 
 @click.option("--strategies", help="Load strategies to try, comma-separated (default: the card's own load path first, then merged-fp16).")
 @click.option("--limit", type=float, help="Only the first N documents of each task (a fraction if < 1): a quick, partial check.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where the runs and report.md / report.json go (default: ./hubkit-verify).")
-@click.option("--open-pr", is_flag=True, help="Open a pull request on the repo adding the report (token from HF_TOKEN or `hf auth login`).")
+@click.option("--open-pr", is_flag=True, help="Open a pull request on the repo adding the report as verify/<time>.md (token from HF_TOKEN or `hf auth login`).")
+@click.option("--discussion", is_flag=True, help="Open a discussion on the repo whose text is the report (token from HF_TOKEN or `hf auth login`).")
 @JSON_OPTION
-def verify(source: str, revision, endpoint, data, env_kind, strategies, limit, out, open_pr, as_json) -> None:
+def verify(source: str, revision, endpoint, data, env_kind, strategies, limit, out, open_pr, discussion, as_json) -> None:
     """Re-check a published model card: run its numbers again and judge each claim.
 
     SOURCE is a Hub repo id (a repo hubkit published carries its eval setups and run records) or
@@ -452,9 +453,12 @@ def verify(source: str, revision, endpoint, data, env_kind, strategies, limit, o
     combined standard errors / disagrees / not reproduced and why). Exit code 0 when every
     number agrees, 1 otherwise.
     """
-    from .verify import post_report
+    from .hub.client import looks_like_repo_id
+    from .verify import post_discussion, post_report
     from .verify import verify as run_verify
 
+    if (open_pr or discussion) and not looks_like_repo_id(source):
+        raise click.UsageError(f"--{'open-pr' if open_pr else 'discussion'} needs SOURCE to be a Hub repo id, not {source}")
     if limit is not None and limit >= 1:
         limit = int(limit)
     report = run_verify(
@@ -468,11 +472,9 @@ def verify(source: str, revision, endpoint, data, env_kind, strategies, limit, o
         click.echo(report.markdown())
         _err(f"report: {Path(report.out) / 'report.md'}")
     if open_pr:
-        from .hub.client import looks_like_repo_id
-
-        if not looks_like_repo_id(source):
-            raise click.UsageError("--open-pr needs SOURCE to be a Hub repo id")
         post_report(report, source, endpoint=endpoint, say=_err)
+    if discussion:
+        post_discussion(report, source, endpoint=endpoint, say=_err)
     if not report.ok:
         click.get_current_context().exit(1)
 

@@ -367,7 +367,7 @@ def _fill(files: list[LocalFile]) -> None:
             f.size = f.source.stat().st_size
 
 
-def plan_repo(api, name: str, repo_id: str, files: list[LocalFile], run_ids: list[str], *, revision: str, cache: HashCache, repo_type: str = "model") -> RepoPlan:
+def plan_repo(api, name: str, repo_id: str, files: list[LocalFile], run_ids: list[str], *, revision: str, cache: HashCache, repo_type: str = "model", additive: bool = False) -> RepoPlan:
     """What publishing `files` to `repo_id` would add, change, keep and delete."""
     from huggingface_hub import constants
     from huggingface_hub.errors import RepositoryNotFoundError, RevisionNotFoundError
@@ -404,7 +404,7 @@ def plan_repo(api, name: str, repo_id: str, files: list[LocalFile], run_ids: lis
             f.sha256, f.sha1 = cache.get(f.source, need_sha1=not is_lfs)
         same = (r.lfs.sha256 == f.sha256) if is_lfs else (r.blob_id == f.sha1)
         (plan.unchanged if same else plan.changed).append(f)
-    ours = set((previous.get("files") or {}).keys())
+    ours = set() if additive else set((previous.get("files") or {}).keys())
     for path in sorted(remote):
         if path in local or path in (RECORD, ".gitattributes"):
             continue
@@ -473,6 +473,9 @@ class Target:
     run_ids: list[str] = field(default_factory=list)
     repo_type: str = "model"
     space_sdk: str | None = None  # for repo_type "space"
+    # only adds these files (a verify report's pull request): nothing is deleted and the repo's
+    # publish record, which describes the publish's own files, is left as it is
+    additive: bool = False
 
 
 def publish(
@@ -560,7 +563,7 @@ def push(
         known = _published(cache_path).get(endpoint_url, {})
         for t in targets:
             try:
-                plan = plan_repo(api, t.name, t.repo_id, t.files, t.run_ids, revision=revision, cache=cache, repo_type=t.repo_type)
+                plan = plan_repo(api, t.name, t.repo_id, t.files, t.run_ids, revision=revision, cache=cache, repo_type=t.repo_type, additive=t.additive)
                 pending = (known.get(f"{t.repo_type}/{t.repo_id}") or {}).get("pending_tag")
                 if pending and plan.exists and not create_pr:
                     plan.missing_tag = _untagged_commit(api, plan, pending)
@@ -734,7 +737,7 @@ def _publish_repo(api, plan: RepoPlan, target: Target, step: _Step, cache: HashC
             pass  # a hub whose answer lacks "url" (huggingface_hub reads it): the repo was made all the same
         plan.head = api.repo_info(plan.repo_id, repo_type=rt, revision=revision).sha
         if step.concurrent:
-            fresh = plan_repo(api, plan.artifact, plan.repo_id, target.files, plan.run_ids, revision=revision, cache=cache, repo_type=rt)
+            fresh = plan_repo(api, plan.artifact, plan.repo_id, target.files, plan.run_ids, revision=revision, cache=cache, repo_type=rt, additive=target.additive)
             say(f"{plan.repo_id}: created meanwhile by another publish; planned again against {fresh.head[:8]}:\n" + format_plan([fresh]))
             if fresh.readme_conflict and not force:
                 raise PublishError(f"{plan.repo_id}: README.md was written by another publish meanwhile; nothing was committed", hint="Look at the repo, then run `hubkit publish` again (--force to overwrite).")
@@ -766,7 +769,8 @@ def _publish_repo(api, plan: RepoPlan, target: Target, step: _Step, cache: HashC
     record_bytes = (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
     step.record_sha1 = hashlib.sha1(b"blob %d\0" % len(record_bytes) + record_bytes).hexdigest()
     ops += [CommitOperationDelete(p) for p in plan.deleted]
-    ops.append(CommitOperationAdd(RECORD, record_bytes))
+    if not target.additive:
+        ops.append(CommitOperationAdd(RECORD, record_bytes))
     summary = message or f"hubkit publish: {plan.artifact}" + (f" (runs {', '.join(plan.run_ids)})" if plan.run_ids else "")
     step.phase = "commit"
     try:
@@ -780,7 +784,7 @@ def _publish_repo(api, plan: RepoPlan, target: Target, step: _Step, cache: HashC
         # Someone committed since the plan (two publishes of one project at once, typically):
         # when the repo now holds exactly these files, there is nothing left to do; otherwise the
         # 412 stands, and the user re-plans.
-        fresh = plan_repo(api, plan.artifact, plan.repo_id, target.files, plan.run_ids, revision=revision, cache=cache, repo_type=rt)
+        fresh = plan_repo(api, plan.artifact, plan.repo_id, target.files, plan.run_ids, revision=revision, cache=cache, repo_type=rt, additive=target.additive)
         if not fresh.noop:
             raise
         _adopt(plan, fresh)

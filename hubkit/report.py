@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .inspection import AdapterFacts, CheckpointFacts
+from .inspection import AdapterFacts, CheckpointFacts, GGUFFacts
 
 
 def human_bytes(n: int) -> str:
@@ -29,8 +29,36 @@ def _files(facts) -> list[str]:
     return lines
 
 
-def format_facts(facts: AdapterFacts | CheckpointFacts) -> str:
-    if isinstance(facts, AdapterFacts):
+def _gguf_lines(facts: GGUFFacts) -> list[str]:
+    n_files = sum(len(m.parts) for m in facts.models)
+    lines = [f"{facts.path}: GGUF, {len(facts.models)} model file{'s' if len(facts.models) != 1 else ''}" + (f" in {n_files} parts" if n_files != len(facts.models) else "")]
+    if facts.architecture:
+        lines.append(f"architecture:      {facts.architecture}")
+    if facts.params is not None:
+        lines.append(f"parameters:        {facts.params:,} ({human_count(facts.params)})")
+    if facts.context_length:
+        lines.append(f"context length:    {facts.context_length:,}")
+    label = {m.path: m.path + (f" ({len(m.parts)} parts)" if len(m.parts) > 1 else "") for m in facts.models}
+    width = max(len(text) for text in label.values())
+    for m in facts.models:
+        own = []
+        if m.architecture != facts.architecture:
+            own.append(m.architecture or "no architecture")
+        if m.params != facts.params:
+            own.append(f"{m.params:,} parameters")
+        if m.context_length != facts.context_length and m.context_length:
+            own.append(f"context {m.context_length:,}")
+        bpw = f"{m.bits_per_weight:.2f} bpw" if m.bits_per_weight is not None else "no tensors"
+        lines.append(f"{label[m.path]:<{width}}  {m.file_type or 'no file type':<16} {bpw:>10} {human_bytes(m.size):>10}" + (f"  [{'; '.join(own)}]" if own else ""))
+        lines.append("    tensors: " + ", ".join(f"{t} x{n}" for t, n in m.tensor_types.items()))
+    return lines
+
+
+def format_facts(facts: AdapterFacts | CheckpointFacts | GGUFFacts) -> str:
+    """`hubkit inspect`'s text: one fact a line, then the files with their sizes (and sha256)."""
+    if isinstance(facts, GGUFFacts):
+        lines = _gguf_lines(facts)
+    elif isinstance(facts, AdapterFacts):
         scale = "alpha/sqrt(r)" if facts.use_rslora else "alpha/r"
         lines = [
             f"{facts.path}: {facts.peft_type} adapter",
@@ -62,6 +90,8 @@ def format_facts(facts: AdapterFacts | CheckpointFacts) -> str:
         ]
         if facts.merge_record:
             lines.append(f"merged from:       {facts.merge_record.get('adapter', '?')} into {facts.merge_record.get('base', '?')}")
+        if facts.quantization:
+            lines.append("quantization:      " + ", ".join(f"{k}={v}" for k, v in facts.quantization.items()))
     lines += _files(facts)
     return "\n".join(lines)
 

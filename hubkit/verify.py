@@ -319,12 +319,34 @@ def verify(
     return report
 
 
+def post_discussion(report: VerifyReport, repo_id: str, *, endpoint: str | None = None, token: str | None = None, say: Say = lambda m: None) -> str:
+    """Open a discussion on `repo_id` whose text is the report; returns its URL. Refused (nothing
+    sent) when the report holds anything shaped like a secret."""
+    from huggingface_hub import HfApi
+
+    from .secrets import scan_bytes
+
+    text = report.markdown()
+    found = scan_bytes(text.encode())
+    if found:
+        raise VerifyError(f"the report holds {found}: not posted", "Look at report.md; the card or a log it quotes carries a secret.")
+    agree = sum(r.verdict == "agrees" for r in report.results)
+    title = f"hubkit verify: {agree} of {len(report.results)} numbers agree"
+    from .hub.client import hub_session
+
+    with hub_session(endpoint, error=VerifyError):
+        d = HfApi(endpoint=endpoint, token=token).create_discussion(repo_id, title, description=text)
+    url = f"{(endpoint or 'https://huggingface.co').rstrip('/')}/{repo_id}/discussions/{d.num}"
+    say(f"opened discussion #{d.num}: {url}")
+    return url
+
+
 def post_report(report: VerifyReport, repo_id: str, *, endpoint: str | None = None, token: str | None = None, say: Say = lambda m: None):
     """Open a pull request on `repo_id` adding the report (verify/<date>.md), through publish's
     safe path (plan, secret checks, one commit; the token is never shown)."""
     from .publish import LocalFile, Target, push
 
     name = f"verify/{dt.datetime.now(dt.timezone.utc).strftime('%Y%m%dT%H%M%S')}.md"
-    target = Target("verify", repo_id, [LocalFile(name, None, report.markdown().encode())], [])
+    target = Target("verify", repo_id, [LocalFile(name, None, report.markdown().encode())], [], additive=True)
     cache = Path(report.out or ".") / ".hubkit" / "hash-cache.json"
     return push([target], cache_path=cache, endpoint=endpoint, token=token, create_pr=True, message=f"hubkit verify: {sum(r.verdict == 'agrees' for r in report.results)} of {len(report.results)} numbers agree", say=say)

@@ -53,7 +53,7 @@ def test_inspect_text(capsys, demo_world):
 def test_inspect_error_is_one_line_and_exit_2(capsys, tmp_path):
     code, out, err = run(capsys, "inspect", str(tmp_path))
     assert code == 2 and out == ""
-    assert err == f"error: {tmp_path}: neither a PEFT adapter (no adapter_config.json) nor a checkpoint (no config.json)\n"
+    assert err == f"error: {tmp_path}: neither a PEFT adapter (no adapter_config.json) nor a checkpoint (no config.json) nor GGUF files (no .gguf)\n"
 
 
 def test_validate_reports_each_problem_with_hint(capsys, tmp_path):

@@ -56,7 +56,7 @@ def test_missing_adapter_config_is_neither(adapter_copy):
     (adapter_copy / "adapter_config.json").unlink()
     with pytest.raises(InspectError) as info:
         inspect_path(adapter_copy)
-    assert str(info.value) == f"{adapter_copy}: neither a PEFT adapter (no adapter_config.json) nor a checkpoint (no config.json)"
+    assert str(info.value) == f"{adapter_copy}: neither a PEFT adapter (no adapter_config.json) nor a checkpoint (no config.json) nor GGUF files (no .gguf)"
 
 
 def test_corrupt_adapter_config_names_file(adapter_copy):
@@ -110,3 +110,39 @@ def test_missing_path(tmp_path):
 def test_no_hash_skips_sha(demo_world):
     facts = inspect_path(demo_world.paths.adapters["lora-full"], hash_files=False)
     assert all(f.sha256 is None for f in facts.files)
+
+
+def test_inspect_json_reads_back_as_facts_read_by_hubkit(demo_world, tmp_path):
+    from hubkit.inspection import load_facts_file
+
+    for path in (demo_world.paths.adapters["lora-full"], demo_world.paths.base):
+        facts = inspect_path(path, hash_files=False)
+        file = tmp_path / "facts.json"
+        file.write_text(json.dumps(facts.to_dict()))
+        loaded = load_facts_file(file)
+        assert loaded["provenance"] == {"source": "inspect", "file": str(file), "by": facts.inspected_by}
+        for key, value in facts.to_dict().items():
+            assert loaded[key] == json.loads(json.dumps(value)), key
+
+
+def test_seed_facts_written_by_hand_are_stated_not_read():
+    """examples/seed000's facts were typed from the published card (no weights in the example):
+    without inspected_by they read back as stated by the author, with their `_note` as a comment."""
+    from pathlib import Path
+
+    from hubkit.inspection import load_facts_file
+
+    facts = load_facts_file(Path(__file__).parents[1] / "examples" / "seed000" / "adapter.facts.json", shown_as="adapter.facts.json")
+    assert facts["provenance"]["source"] == "author" and "_note" not in facts
+    assert (facts["r"], facts["trainable_params"], facts["base_params"]) == (16, 41943040, 3794014208)
+
+
+def test_checkpoint_records_its_quantization_config(demo_world, tmp_path):
+    dst = tmp_path / "ckpt"
+    shutil.copytree(demo_world.paths.base, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "llm_int8_skip_modules": None}
+    (dst / "config.json").write_text(json.dumps(cfg))
+    facts = inspect_path(dst, hash_files=False)
+    assert facts.quantization == {"quant_method": "bitsandbytes", "load_in_4bit": True, "bnb_4bit_quant_type": "nf4"}
+    assert inspect_path(demo_world.paths.base, hash_files=False).quantization is None

@@ -62,7 +62,9 @@ def sleep_the_first_time(marker: str, seconds: float) -> str:
     """Sleeps (long enough to be cancelled) on its first run only; a rerun returns at once."""
     if Path(marker).exists():
         return "finished on rerun"
-    Path(marker).write_text(str(os.getpid()))
+    # written aside and renamed: a reader never sees the file before the pid is in it
+    Path(marker + ".tmp").write_text(str(os.getpid()))
+    os.replace(marker + ".tmp", marker)
     time.sleep(seconds)
     return "finished the first time"
 

@@ -43,8 +43,9 @@ def published(demo_world, tmp_path_factory):
 def test_verify_a_repo_hubkit_published_reports_every_number_agreeing(published, tmp_path, capsys):
     m, hub = published
     out = tmp_path / "verify"
-    code = main(["verify", "demo-user/tiny-mistral-lora-full", "--endpoint", hub.url, "--json", "--out", str(out)])
-    report = json.loads(capsys.readouterr().out)
+    code = main(["verify", "demo-user/tiny-mistral-lora-full", "--endpoint", hub.url, "--json", "--out", str(out), "--discussion", "--open-pr"])
+    captured = capsys.readouterr()
+    report = json.loads(captured.out)
     assert code == 0 and report["ok"] and report["kind"] == "hubkit", report
     rows = report["results"]
     assert {(r["task"], r["metric"]) for r in rows} == {("arc_challenge", "acc"), ("arc_challenge", "acc_norm")}
@@ -52,6 +53,26 @@ def test_verify_a_repo_hubkit_published_reports_every_number_agreeing(published,
         # same weights, same data (published with the records), same machine: the same numbers
         assert r["verdict"] == "agrees" and r["reproduced"] == r["claimed"] and r["strategy"] == "4bit-lora", r
     assert (out / "report.md").read_text().startswith("# hubkit verify: demo-user/tiny-mistral-lora-full")
+    # the report went to the repo as a discussion and as a pull request, read back by the genuine client
+    from hubkit.hub.client import hub_session
+
+    with hub_session(hub.url):
+        from huggingface_hub import HfApi
+
+        api = HfApi(endpoint=hub.url)
+        posted = {d.is_pull_request: d for d in api.get_repo_discussions("demo-user/tiny-mistral-lora-full")}
+        assert set(posted) == {False, True} and all(d.title == "hubkit verify: 2 of 2 numbers agree" for d in posted.values())
+        thread = api.get_discussion_details("demo-user/tiny-mistral-lora-full", posted[False].num)
+        assert thread.events[0].content == (out / "report.md").read_text().strip()
+        assert f"/discussions/{posted[False].num}" in captured.err
+        pr = api.get_discussion_details("demo-user/tiny-mistral-lora-full", posted[True].num)
+        files = api.list_repo_files("demo-user/tiny-mistral-lora-full", revision=pr.git_reference)
+        main_files = api.list_repo_files("demo-user/tiny-mistral-lora-full")
+        # the pull request only adds the report: every published file (and publish's record) stays
+        added = sorted(set(files) - set(main_files))
+        assert len(added) == 1 and added[0].startswith("verify/") and added[0].endswith(".md") and set(main_files) <= set(files)
+        record = "hubkit-publish.json"
+        assert api.hf_hub_download("demo-user/tiny-mistral-lora-full", record, revision=pr.git_reference, local_dir=tmp_path / "pr") and (tmp_path / "pr" / record).read_bytes() == Path(api.hf_hub_download("demo-user/tiny-mistral-lora-full", record, local_dir=tmp_path / "main")).read_bytes()
 
 
 def _card(tmp_path: Path, claimed: str) -> Path:

@@ -31,6 +31,7 @@ from .lineage import lineage_view
 from .lint import INPUTS_MARK, RESULTS_BEGIN, RESULTS_END, check_card, looks_local
 from .metadata import claimed_results, eval_results_files, front_matter, model_index_results
 from .numbers import fmt
+from .quantized import quantized_view
 from .specs import artifact_facts, specs_rows
 from .tables import Headline, Table, report_tables, results_tables
 
@@ -125,6 +126,8 @@ def _referenced_files(manifest: Manifest) -> list[str]:
     refs = [manifest.project.description_file, *(s.file for s in manifest.sections), manifest.card.usage_file, manifest.card.upstream_file]
     for art in manifest.artifacts.values():
         refs += [art.facts, *((art.card.usage_file, art.card.upstream_file) if art.card else ())]
+        if art.kind == "quantized" and art.base_model_path:  # its upstream card may be the README there
+            refs.append(f"{art.base_model_path.rstrip('/')}/README.md")
     return sorted({r for r in refs if r})
 
 
@@ -389,6 +392,7 @@ def build_context(manifest: Manifest, name: str | None, runs_dir: Path, template
         "source_adapter": source_adapter,
         "facts": facts,
         "specs": specs_rows(facts) if facts else [],
+        "quantized": quantized_view(manifest, name, art, facts, runs_dir, template_dir),
         "results": tables,
         "origins": sorted(origins),
         "has_verdicts": any(c.verdict for c in cells),

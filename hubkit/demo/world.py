@@ -397,17 +397,23 @@ def cached_world(dest: str | Path, cache: str | Path, *, progress=None) -> World
 
     For test sessions that each need a fresh world: the build trains three models, the copy is
     a few megabytes. The cache entry appears only when complete (built aside, then renamed)."""
+    import fcntl
     import os
 
     entry = Path(cache) / world_fingerprint()
-    if not (entry / "world.json").is_file():
-        tmp = entry.with_name(f"{entry.name}.partial-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        build_world(tmp, progress=progress)
-        try:
-            tmp.rename(entry)
-        except OSError:  # another session finished first
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    # parallel test workers (pytest -n) wait for the first one's build instead of each
+    # training the same three models; the lock dies with its holder
+    with open(entry.with_name(f"{entry.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (entry / "world.json").is_file():
+            tmp = entry.with_name(f"{entry.name}.partial-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
+            build_world(tmp, progress=progress)
+            try:
+                tmp.rename(entry)
+            except OSError:  # another session finished first
+                shutil.rmtree(tmp, ignore_errors=True)
     dest = Path(dest)
     shutil.copytree(entry, dest)
     info = json.loads((dest / "world.json").read_text())

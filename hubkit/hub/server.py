@@ -367,13 +367,44 @@ class Store:
             sha = self._write_commit(d, head, files, header.get("summary") or "update", header.get("description") or "")
             result = {"commitOid": sha}
             if create_pr:
-                n = len([b for b in refs["branches"] if b.startswith("refs/pr/")]) + 1
+                # pull requests and discussions share one numbering, as on the Hub
+                n = self._add_discussion(d, rtype, repo_id, header.get("summary") or "update", header.get("description") or "", pull_request=True, commit=(sha, header.get("summary") or "update"))
                 refs["branches"][f"refs/pr/{n}"] = sha
                 result["pullRequestUrl"] = f"/{URL_PREFIX[rtype]}{repo_id}/discussions/{n}"
             else:
                 refs["branches"][rev] = sha
             self._write_json(d / "refs.json", refs)
             return result
+
+    # -- discussions and pull requests ----------------------------------------------------------
+    def discussions(self, rtype: str, repo_id: str) -> list[dict]:
+        """Every discussion and pull request of a repo, oldest first, in the Hub's JSON shape."""
+        f = self.require(rtype, repo_id) / "discussions.json"
+        return self._read_json(f) if f.is_file() else []
+
+    def open_discussion(self, rtype: str, repo_id: str, title: Any, description: Any, pull_request: Any) -> int:
+        """A new discussion (or an empty pull request); returns its number."""
+        if not isinstance(title, str) or not 3 <= len(title.strip()) <= 200:
+            raise HubError(400, "title must be a string of 3 to 200 characters")
+        if not isinstance(description, str) or len(description) > 65536:
+            raise HubError(400, "description must be a string of at most 65536 characters")
+        with self.lock:
+            d = self.require(rtype, repo_id)
+            return self._add_discussion(d, rtype, repo_id, title.strip(), description, pull_request=pull_request is True)
+
+    def _add_discussion(self, d: Path, rtype: str, repo_id: str, title: str, description: str, *, pull_request: bool, commit: tuple[str, str] | None = None) -> int:
+        items = self._read_json(d / "discussions.json") if (d / "discussions.json").is_file() else []
+        refs = self.refs(d)
+        n = max([x["num"] for x in items] + [int(b.rsplit("/", 1)[1]) for b in refs["branches"] if b.startswith("refs/pr/")] + [0]) + 1
+        now, author = _now(), {"name": "local-user"}
+        events = [{"id": uuid.uuid4().hex[:24], "type": "comment", "createdAt": now, "author": author, "data": {"edited": False, "hidden": False, "latest": {"raw": description}}}]
+        if commit:
+            events.append({"id": uuid.uuid4().hex[:24], "type": "commit", "createdAt": now, "author": author, "data": {"oid": commit[0], "subject": commit[1]}})
+        item = {"num": n, "title": title, "status": "open", "isPullRequest": pull_request, "createdAt": now, "author": author, "repo": {"name": repo_id, "type": rtype}, "events": events}
+        if pull_request:
+            item.update(changes={"base": "refs/heads/main"}, filesWithConflicts=[])
+        self._write_json(d / "discussions.json", items + [item])
+        return n
 
     def _parse_commit(self, lines: Iterable[bytes]) -> tuple[dict, list]:
         """Validate every line; regular files are stored as blobs as they come (content-addressed,
@@ -946,6 +977,24 @@ class Handler(BaseHTTPRequestHandler):
             sha, _ = s.resolve(rtype, repo_id, rest[1])
             out = [{"id": c_sha, "title": c["title"], "message": c["message"], "date": c["date"], "authors": [{"user": "local-user"}]} for c_sha, c in s.history(rtype, repo_id, sha)]
             return self._send(200, out)
+        if op == "discussions" and len(rest) <= 2:
+            if method == "POST" and len(rest) == 1:
+                body = self._read_json()
+                n = s.open_discussion(rtype, repo_id, body.get("title"), body.get("description") or "", body.get("pullRequest"))
+                return self._send(200, {"num": n, "url": f"{self.base}/{URL_PREFIX[rtype]}{repo_id}/discussions/{n}"})
+            if method == "GET" and len(rest) == 1:
+                items = [{k: v for k, v in x.items() if k not in ("events", "changes", "filesWithConflicts")} for x in reversed(s.discussions(rtype, repo_id))]
+                try:
+                    page = int((query.get("p") or ["0"])[0])
+                except ValueError:
+                    raise HubError(400, "p must be an integer") from None
+                start = max(page, 0) * 50
+                return self._send(200, {"discussions": items[start:start + 50], "count": len(items), "start": start, "numClosedDiscussions": 0})
+            if method == "GET" and len(rest) == 2:
+                for x in s.discussions(rtype, repo_id):
+                    if str(x["num"]) == rest[1]:
+                        return self._send(200, x)
+                raise HubError(404, f"Discussion {rest[1][:20]} not found")
         if op == "xet-write-token":
             raise HubError(501, "This local hub does not implement Xet uploads: set HF_HUB_DISABLE_XET=1 before importing huggingface_hub")
         if method == "PUT" and rest == ["settings"]:
