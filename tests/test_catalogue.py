@@ -463,7 +463,7 @@ CASES: list[Case] = [
     # ---- inspect: folders that are not what they claim
     Case("inspect: a path that does not exist", lambda c: ["inspect", c.tmp / "nope"], 2, [rf"{P}/nope: no such file or directory"], None),
     Case("inspect: an empty folder", lambda c: ["inspect", c.tmp], 2,
-         [rf"{P}: neither a PEFT adapter \(no adapter_config\.json\) nor a checkpoint \(no config\.json\)"], None),
+         [rf"{P}: neither a PEFT adapter \(no adapter_config\.json\) nor a checkpoint \(no config\.json\) nor GGUF files \(no \.gguf\)"], None),
     Case("inspect: a truncated adapter_model.safetensors", lambda c: ["inspect", c.notes["a"]], 2,
          [rf"{P}/adapter_model\.safetensors: .*(truncated|ended|shorter|size).*"], r".",
          setup=lambda c: (c.notes.update(a=copy_adapter(c)), truncate(c.notes["a"] / "adapter_model.safetensors", 5000))),
@@ -490,6 +490,14 @@ CASES: list[Case] = [
     Case("inspect: only pickled weights", lambda c: ["inspect", c.notes["a"]], 2,
          [rf"{P}/adapter_model\.bin: pickled weights only; hubkit reads safetensors"], r"safe_serialization=True",
          setup=lambda c: (c.notes.update(a=copy_adapter(c)), (c.notes["a"] / "adapter_model.safetensors").rename(c.notes["a"] / "adapter_model.bin"))),
+    Case("inspect: a .gguf file without GGUF magic", lambda c: ["inspect", c.tmp / "model.gguf"], 2,
+         [rf"{P}/model\.gguf: not a GGUF file \(no GGUF magic at the start\)"], None, setup=lambda c: write(c.tmp / "model.gguf", b"NOTGGUF" + b"\0" * 64)),
+    Case("inspect: a GGUF header claiming 2**62 tensors (no allocation, one line)", lambda c: ["inspect", c.tmp / "model.gguf"], 2,
+         [rf"{P}/model\.gguf: corrupt GGUF header \(4611686018427387904 tensors, 1099511627776 metadata keys\)"], None,
+         setup=lambda c: write(c.tmp / "model.gguf", b"GGUF" + struct.pack("<IQQ", 3, 2**62, 2**40) + b"\0" * 64)),
+    Case("inspect: a GGUF metadata string longer than the file", lambda c: ["inspect", c.tmp / "model.gguf"], 2,
+         [rf"{P}/model\.gguf: truncated or corrupt GGUF header \(reading metadata key 0 at byte 32, file has 64\)"], r"Re-download",
+         setup=lambda c: write(c.tmp / "model.gguf", b"GGUF" + struct.pack("<IQQ", 3, 0, 1) + struct.pack("<Q", 2**60) + b"k" * 32)),
     Case("inspect: a file, not a folder", lambda c: ["inspect", c.m], 2, [rf"{P}/hubkit\.yaml: is a file; pass the directory that holds it"], r"adapter directories"),
 
     # ---- merge
