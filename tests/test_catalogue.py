@@ -7,8 +7,8 @@ Most cases are rows of `CASES`, run by `test_case` through `hubkit.cli.main` in 
 Those that need real processes (two publishes at once, a hub that dies, a closed stdout)
 are the `test_*` functions after it; together they are the catalogue.
 
-The project is the demo world with one real eval run (lm-eval, 4 documents), made once per module;
-each case gets its own copy. Disk faults are real where the machine allows (a tiny and a read-only
+The project is the demo world with one real eval run (lm-eval, 4 documents) and its rendered cards,
+made once per module; each case gets its own copy and runs in a scratch folder outside it. Disk faults are real where the machine allows (a tiny and a read-only
 tmpfs as root, see `catalogue_faults`).
 """
 
