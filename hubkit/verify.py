@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -248,6 +249,18 @@ def verify(
     adapter_dir = plan.adapter
     if not Path(plan.adapter).expanduser().is_dir() and looks_like_repo_id(plan.adapter):
         adapter_dir = str(resolve(plan.adapter, revision=revision if repo_id == plan.adapter else None, what="adapter", endpoint=endpoint, error=VerifyError).path)
+    elif not Path(plan.adapter).expanduser().is_dir():
+        # before any environment is built: a card's local path is someone else's machine
+        raise VerifyError(
+            f"{source}: the adapter the card loads ({plan.adapter}) is neither a folder here nor a Hub repo id",
+            hint="Point the card's peft= at the adapter's Hub id, or run from where that folder exists.",
+        )
+    # canonical Hub models have no owner ("gpt2")
+    if not (looks_like_repo_id(plan.base) or re.fullmatch(r"[A-Za-z0-9][\w.-]*", plan.base)) and not Path(plan.base).expanduser().is_dir():
+        raise VerifyError(
+            f"{source}: the base model the card loads ({plan.base}) is neither a folder here nor a Hub repo id",
+            hint="Point the card's pretrained= at the base model's Hub id, or run from where that folder exists.",
+        )
     setups = {}
     for name, setup in plan.setups.items():
         setup = {k: v for k, v in setup.items() if v is not None}

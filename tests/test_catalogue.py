@@ -695,6 +695,10 @@ CASES: list[Case] = [
          setup=lambda c: write(c.tmp / "README.md", "---\nlicense: mit\n---\n# A card\n\nNo numbers, no command.\n")),
     Case("verify: --data that is not TASK:SPLIT=FILE", lambda c: ["verify", c.proj / "cards" / "lora-full" / "README.md", "--data", "bad"], 1,
          [r"--data bad: expected TASK:SPLIT=FILE, e\.g\. arc_challenge:test=arc/test\.jsonl"], None),
+    Case("verify: a card whose peft= is a folder on the author's machine", lambda c: ["verify", c.tmp / "README.md", "--out", c.tmp / "v"], 1,
+         [rf"{P}/README\.md: the adapter the card loads \(/home/author/my-lora\) is neither a folder here nor a Hub repo id"], r"peft=",
+         setup=lambda c: write(c.tmp / "README.md", "# A card\n\n```\nlm_eval --model hf --model_args pretrained=org/base,peft=/home/author/my-lora --tasks arc_easy\n```\n\n| Task | acc |\n|---|---|\n| arc_easy | 0.61 |\n"),
+         check=lambda c, out, err: not (c.tmp / "v" / "runs").exists() or pytest.fail("an eval started")),
 ]
 
 
