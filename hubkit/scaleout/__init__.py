@@ -5,6 +5,7 @@ Units are generic picklable callables; nothing here knows about evaluation. `Slu
 needs the `scaleout` extra (submitit) and is imported on first use.
 """
 
+from hubkit.scaleout.inline import InlineExecutor
 from hubkit.scaleout.local import GpuPool, LocalExecutor, visible_gpus
 from hubkit.scaleout.matrix import Matrix, MatrixRun, format_duration, render_view
 from hubkit.scaleout.units import (
@@ -26,7 +27,7 @@ from hubkit.scaleout.units import (
 
 __all__ = [
     "CANCELLED", "DONE", "FAILED", "QUEUED", "RUNNING", "STATES",
-    "Executor", "GpuPool", "Handle", "LocalExecutor", "Matrix", "MatrixRun", "Resources",
+    "Executor", "GpuPool", "Handle", "HfJobsExecutor", "InlineExecutor", "LocalExecutor", "Matrix", "MatrixRun", "Resources",
     "ScaleoutError", "SlurmExecutor", "Unit", "UnitFailed", "UnitStatus",
     "format_duration", "render_view", "unit_id", "visible_gpus",
 ]  # fmt: skip
@@ -38,4 +39,8 @@ def __getattr__(name: str):
         from hubkit.scaleout.slurm import SlurmExecutor
 
         return SlurmExecutor
+    if name == "HfJobsExecutor":
+        from hubkit.scaleout.hfjobs import HfJobsExecutor
+
+        return HfJobsExecutor
     raise AttributeError(f"module 'hubkit.scaleout' has no attribute {name!r}")
