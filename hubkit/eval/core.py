@@ -1003,8 +1003,11 @@ def _where_it_ran() -> dict | None:
         except Exception:  # noqa: BLE001 - a job not started by submitit, or another version
             pass
         return out
-    if os.environ.get("HUBKIT_HF_JOB_ID"):
-        return {"kind": "hf-jobs", "job_id": os.environ["HUBKIT_HF_JOB_ID"], "logs": os.environ.get("HUBKIT_HF_JOB_URL")}
+    if os.environ.get("HUBKIT_SCALEOUT_PARENT") and os.environ.get("HUBKIT_UNIT_ID"):
+        # a unit of the local GPU pool: which devices it was lent
+        return {"kind": "local", "unit": os.environ["HUBKIT_UNIT_ID"], "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+    if os.environ.get("HUBKIT_HF_JOB"):
+        return {"kind": "hf-jobs", "unit": os.environ.get("HUBKIT_UNIT_ID"), "job_id": os.environ.get("JOB_ID") or None}
     return None
 
 

@@ -14,6 +14,7 @@ import functools
 import hashlib
 import json
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Any, Callable
 from ..errors import EvalError, HubkitError
 from ..manifest import Manifest
 from .core import EvalOutcome, SetupContext, SubjectPlan, plan_subjects, prepare_setup, run_planned
-from .records import RecordError, RunStore
+from .records import RecordError, RunStore, load_record
 
 MATRIX_FILE = Path(".scaleout") / "matrix.json"
 Say = Callable[[str], None]
@@ -58,8 +59,8 @@ def run_eval_unit(unit: EvalUnit) -> dict[str, str]:
     found cached). Raises EvalError / EnvError as `hubkit eval` would."""
     from ..manifest import load_manifest
 
-    manifest = load_manifest(unit.manifest)
-    store = RunStore(unit.runs_dir)
+    manifest = load_manifest(Path(unit.manifest).resolve())
+    store = RunStore(Path(unit.runs_dir).resolve())
     ctx = prepare_setup(
         manifest, unit.setup, limit=unit.limit, env_kind=unit.env_kind, store=store, say=_stderr, endpoint=unit.endpoint,
         tasks=list(unit.tasks) if unit.tasks else None, gpus=unit.gpus, share=unit.share,
@@ -85,7 +86,7 @@ def effective_settings(manifest: Manifest, overrides: dict | None = None):
 
     data = manifest.scaleout.model_dump()
     for key, value in (overrides or {}).items():
-        if value is None or key == "poll_interval":
+        if value is None or key in ("poll_interval", "hf_jobs_launcher", "hf_jobs_python"):
             continue
         if isinstance(value, dict) and isinstance(data.get(key), dict):
             data[key] = {**data[key], **{k: v for k, v in value.items() if v is not None}}
@@ -166,7 +167,7 @@ def run_matrix(
     contexts: dict[str, SetupContext] = {}
     for name in names:
         setup = manifest.evals[name]
-        resources = _resources(settings, setup, kind, visible)
+        resources = _resources(settings, setup, kind, visible, overrides.get("resources"))
         task_groups = shards(list(setup.tasks), settings.task_shards)
         for k, shard in enumerate(task_groups):
             ctx = prepare_setup(
@@ -198,7 +199,7 @@ def run_matrix(
     if todo:
         from ..scaleout import Unit
 
-        resources_of = {c.unit_id: _resources(settings, manifest.evals[c.setup], kind, visible) for c in todo}
+        resources_of = {c.unit_id: _resources(settings, manifest.evals[c.setup], kind, visible, overrides.get("resources")) for c in todo}
         exe = _executor(kind, settings, runs_dir, visible, todo, resources_of, overrides, endpoint, token, manifest, say)
         units = []
         for cell in todo:
@@ -226,6 +227,8 @@ def run_matrix(
             if status.state == "done":
                 try:
                     results[cell.unit_id] = exe.result(cell.unit_id)
+                    if kind == "hf-jobs":
+                        adopt(store, exe.outputs(cell.unit_id), results[cell.unit_id].values())
                 except HubkitError as exc:
                     unit_errors[cell.unit_id] = str(exc)
                 continue
@@ -248,7 +251,7 @@ def run_matrix(
                 if cell.unit_id in unit_errors:
                     failures.append(f"{cell.setup}/{name}: unit {cell.unit_id} {unit_errors[cell.unit_id]}")
                 continue
-            record = store.resolve(run_id)
+            record = load_record(store.root / run_id)  # written by the unit, maybe in another process
             outcomes.append(EvalOutcome(name, record, False, list(record.attempts)))
             if not record.ok:
                 failures.append(f"{cell.setup}/{name}: " + "; ".join(f"{a.strategy}: {a.reason}" for a in record.attempts))
@@ -258,6 +261,30 @@ def run_matrix(
             hint += " `hubkit eval` again runs only the units that did not finish; `hubkit runs status` shows them."
         raise EvalError("every strategy failed for " + ", ".join(failures) if not unit_errors else "; ".join(failures), hint=hint)
     return outcomes
+
+
+def adopt(store: RunStore, outputs: Path | None, run_ids) -> None:
+    """Bring records a unit wrote elsewhere (downloaded to `outputs/runs/`) into the store: each
+    is checked against its seal, moved in under its own id, and made read-only. Raises
+    RecordError for a missing or damaged one."""
+    import shutil
+
+    from .records import PARTIAL_PREFIX, freeze
+
+    for run_id in run_ids:
+        final = store.root / run_id
+        if final.exists():
+            continue
+        src = (outputs / "runs" / run_id) if outputs else None
+        if src is None or not (src / "record.json").is_file():
+            raise RecordError(f"run {run_id}: the unit reported it, but its record did not come back", hint="Its job's log says why; `hubkit eval` again reruns the unit.")
+        store.root.mkdir(parents=True, exist_ok=True)
+        tmp = store.root / f"{PARTIAL_PREFIX}{run_id}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(src, tmp)
+        load_record(tmp, full_check=True)  # sealed where it ran: every byte checked here
+        os.rename(tmp, final)
+        freeze(final)
 
 
 def _load(matrix) -> dict:
@@ -282,7 +309,7 @@ def _done_records(matrix, status, store: RunStore) -> dict[str, Any]:
     out = {}
     for subject, run_id in (value or {}).items() if isinstance(value, dict) else []:
         try:
-            record = store.resolve(run_id)
+            record = load_record(store.root / run_id)
         except (HubkitError, RecordError):
             continue
         if record.ok:
@@ -320,13 +347,15 @@ def _visible_gpus() -> list[str]:
     return visible_gpus()
 
 
-def _resources(settings, setup, kind: str, visible: list[str]) -> _UnitResources:
-    r = setup.resources or settings.resources
-    override = settings.resources
-    gpus = r.gpus if r.gpus is not None else override.gpus
+def _resources(settings, setup, kind: str, visible: list[str], given: dict | None = None) -> _UnitResources:
+    """A setup's unit resources: its own `resources`, else the scaleout section's, then what
+    was given on the command line. GPUs default to one per unit locally when some are visible."""
+    r = (setup.resources or settings.resources).model_dump()
+    r.update({k: v for k, v in (given or {}).items() if v is not None})
+    gpus = r["gpus"]
     if gpus is None:
         gpus = 1 if (kind == "local" and visible) else 0
-    return _UnitResources(gpus=gpus, cpus=r.cpus, mem_gb=r.mem_gb, time_min=r.time_min)
+    return _UnitResources(gpus=gpus, cpus=r["cpus"], mem_gb=r["mem_gb"], time_min=r["time_min"])
 
 
 def _executor(kind, settings, runs_dir: Path, visible, cells, resources_of, overrides, endpoint, token, manifest, say):
@@ -360,6 +389,7 @@ def _executor(kind, settings, runs_dir: Path, visible, cells, resources_of, over
     return HfJobsExecutor(
         folder / "hf-jobs", endpoint=endpoint, token=token, namespace=h.namespace, repo_id=h.repo, flavor=h.flavor,
         image=h.image, requirement=h.requirement, timeout=h.timeout, launcher=overrides.get("hf_jobs_launcher") or "uv",
+        python=overrides.get("hf_jobs_python") or "python",
         stage=functools.partial(bundle_for, manifest), poll_interval=overrides.get("poll_interval") or 10.0,
     )  # fmt: skip
 
