@@ -92,16 +92,16 @@ def build(work: Path, layers: int) -> tuple[Path, Path, int]:
     return base, adapter, params
 
 
-def timed(cmd: list[str]) -> dict:
-    """Wall time and peak RSS of one process (kernel high-water mark via wait4)."""
+def timed(cmd: list[str], env: dict | None = None) -> dict:
+    """Wall time, CPU time and peak RSS of one process (kernel high-water mark via wait4)."""
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"failed: {' '.join(cmd)}\n{err[-3000:]}")
-    return {"wall_s": round(wall, 2), "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3)}
+    return {"wall_s": round(wall, 2), "cpu_s": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_gb": round(usage.ru_maxrss * 1024 / 1e9, 3)}
 
 
 def disk_speed(work: Path, size: int = 2_000_000_000) -> dict:
@@ -134,6 +134,7 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/hubkit-bench"))
     ap.add_argument("--layers", type=int, default=22, help="22 layers of TinyLlama/Mistral-1B shape = 1.1B parameters")
     ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--numpy-too", action="store_true", help="also time hubkit with HUBKIT_MERGE_NUMPY_ONLY=1 (no torch casts)")
     ap.add_argument("--build-only", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     work = args.work
@@ -149,16 +150,18 @@ def main() -> None:
     base, adapter, params = Path(built["base"]), Path(built["adapter"]), built["params"]
     print(f"model: {params / 1e9:.2f}B parameters, fp16 (built in {time.perf_counter() - t0:.0f}s)", file=sys.stderr)
     env_py = sys.executable
-    runs = {"peft": [], "hubkit": []}
+    load_before = list(os.getloadavg())  # other people's work on a shared machine shows here
+    tools = ("peft", "hubkit") + (("hubkit-numpy",) if args.numpy_too else ())
+    runs = {t: [] for t in tools}
     for i in range(args.repeat):
-        for tool in ("peft", "hubkit"):
+        for tool in tools:
             out = work / f"out-{tool}"
             subprocess.run(["rm", "-rf", str(out)], check=True)
             if tool == "peft":
                 cmd = [env_py, "-c", PEFT_SCRIPT, str(base), str(adapter), str(out)]
             else:
                 cmd = [env_py, "-m", "hubkit", "merge", str(adapter), "--base", str(base), "--out", str(out), "--dtype", "float16", "--json"]
-            r = timed(cmd)
+            r = timed(cmd, {"HUBKIT_MERGE_NUMPY_ONLY": "1"} if tool == "hubkit-numpy" else {})
             if tool == "peft":
                 # peft leaves its output in the page cache; hubkit fsyncs. Time peft's flush too,
                 # so the durable comparison is like for like.
@@ -181,11 +184,11 @@ def main() -> None:
         "runs": runs, "best_wall_s": best, "peak_rss_gb": rss,
         "wall_ratio": round(best["hubkit"] / best["peft"], 3), "rss_ratio": round(rss["hubkit"] / rss["peft"], 3),
         "peft_durable_best_s": round(best_durable, 2), "wall_ratio_durable": round(best["hubkit"] / best_durable, 3),
-        "cpu": os.cpu_count(),
+        "cpu": os.cpu_count(), "load_before": load_before, "load_after": list(os.getloadavg()),
     }
     (work / "merge_results.json").write_text(json.dumps(result, indent=2))
     print(f"| tool | best wall (s) | peak RSS (GB) |\n|---|---|---|")
-    for t in ("peft", "hubkit"):
+    for t in tools:
         print(f"| {t} | {best[t]:.1f} | {rss[t]:.2f} |")
     print(f"\nratios hubkit/peft: wall {result['wall_ratio']}, peak RSS {result['rss_ratio']}; "
           f"wall vs peft + flushing its output to disk ({best_durable:.1f}s): {result['wall_ratio_durable']}")

@@ -56,16 +56,36 @@ def cli() -> None:
 
 
 @cli.command()
-@click.option("--adapter", "adapter", required=True, type=click.Path(file_okay=False, path_type=Path), help="LoRA adapter directory.")
+@click.option("--adapter", "adapter", type=click.Path(file_okay=False, path_type=Path), help="LoRA adapter directory.")
+@click.option("--from-command", "from_command", help="A documented lm-eval command (python -m lm_eval ..., lm_eval ..., lm-eval run ...) to turn into an eval setup.")
+@click.option("--setup", "setup_name", default="documented", show_default=True, help="Name of the eval setup --from-command makes.")
 @click.option("--merged", type=click.Path(file_okay=False, path_type=Path), help="Merged checkpoint directory (optional).")
 @click.option("--name", help="Project name (default: the adapter directory's name).")
 @click.option("--repo-id", help="Target Hub repo for the adapter, 'owner/name'.")
 @click.option("--license", "license_", default="apache-2.0", show_default=True, help="Hub license id.")
 @click.option("-o", "--out", default="hubkit.yaml", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
-def init(adapter: Path, merged: Path | None, name: str | None, repo_id: str | None, license_: str, out: Path, force: bool) -> None:
-    """Write a starting hubkit.yaml from the facts in an adapter (and merged) directory."""
+def init(adapter: Path | None, from_command: str | None, setup_name: str, merged: Path | None, name: str | None, repo_id: str | None, license_: str, out: Path, force: bool) -> None:
+    """Write a starting hubkit.yaml from the facts in an adapter (and merged) directory, or from a
+    documented lm-eval command (--from-command; into an existing manifest it prints the setup to
+    paste under `evals:` instead of rewriting your file)."""
     from .init import init_manifest
+
+    if from_command:
+        from .importcard import init_from_command
+
+        path, block, gaps = init_from_command(from_command, out, setup_name=setup_name, name=name, repo_id=repo_id, license=license_, force=force)
+        for gap in gaps:
+            _err(f"note: {gap}")
+        if path is None:
+            click.echo(block, nl=False)
+            _err(f"{out} exists: paste the setup above under `evals:` (or pass --force to write a new manifest)")
+        else:
+            click.echo(str(path))
+            _err("Review the TODO lines, then run `hubkit validate`.")
+        return
+    if adapter is None:
+        raise click.UsageError("give --adapter DIR (or --from-command 'lm_eval ...')")
 
     path = init_manifest(adapter, merged=merged, name=name, repo_id=repo_id, license=license_, out=out, force=force)
     click.echo(str(path))
@@ -86,6 +106,26 @@ def inspect_cmd(path: Path, no_hash: bool, as_json: bool) -> None:
         _print_json(facts.to_dict())
     else:
         click.echo(format_facts(facts))
+
+
+@cli.command("import")
+@click.argument("source")
+@click.option("-o", "--out", default="hubkit.yaml", show_default=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="Overwrite an existing manifest.")
+@click.option("--revision", help="Revision of a Hub repo's card.")
+@ENDPOINT_OPTION
+def import_cmd(source: str, out: Path, force: bool, revision, endpoint) -> None:
+    """Draft a hubkit.yaml from an existing model card: SOURCE is a README.md, a folder holding
+    one, or a Hub repo id. Metadata, prose sections, results tables and model-index (as claims
+    with their sources) and documented lm-eval commands (as eval setups) are carried over; what the
+    card does not say is listed as TODO, never guessed."""
+    from .importcard import import_card
+
+    path, todo = import_card(source, out, force=force, endpoint=endpoint, revision=revision)
+    click.echo(str(path))
+    for item in todo:
+        _err(f"TODO: {item}")
+    _err("Review the TODO lines, then `hubkit validate` and `hubkit card`.")
 
 
 @cli.command()
@@ -345,8 +385,10 @@ def merge(adapter: str, out: Path, base, revision, dtype, shard_size, force, end
 @click.option("--template-dir", type=click.Path(file_okay=False, exists=True, path_type=Path), help="Your templates, searched before hubkit's (override one partial, e.g. card/_usage_adapter.md.j2).")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records to take reproduced numbers from (default: runs/ beside the manifest).")
 @click.option("--check", is_flag=True, help="Write nothing; lint the cards and report any that are stale on disk.")
+@click.option("--preview", is_flag=True, help="Also write preview.html beside each card: the card as the Hub shows it (metadata panel, tables, eval results), for a browser.")
+@click.option("--serve", "serve_preview", is_flag=True, help="Serve the card's preview on 127.0.0.1 until Ctrl-C (one card: use --artifact when there are several).")
 @JSON_OPTION
-def card(manifest: Path, artifact, out, template_dir, runs_dir, check, as_json) -> None:
+def card(manifest: Path, artifact, out, template_dir, runs_dir, check, preview, serve_preview, as_json) -> None:
     """Render model cards (README.md) from the manifest and the run records.
 
     Every number on a card comes from a recorded run or a declared claim. The front matter is
@@ -356,7 +398,10 @@ def card(manifest: Path, artifact, out, template_dir, runs_dir, check, as_json) 
     data, usage, the exact reproduce command, limitations and citations.
 
     --check parses the front matter back with huggingface_hub and lints: missing or unknown
-    license, local paths in base_model/datasets, numbers no run or claim backs, stale cards.
+    license, local paths in base_model/datasets, numbers no run or claim backs, headline numbers of
+    the records missing from the card, damaged records, stale cards. `hubkit publish` uploads the
+    cards written here (and refuses them when stale or edited by hand): review them first, with
+    --preview to see them as the Hub shows them.
     """
     from .card import card_dir, check_card, render_cards, write_cards
     from .errors import CardError
@@ -374,12 +419,79 @@ def card(manifest: Path, artifact, out, template_dir, runs_dir, check, as_json) 
         if not as_json:
             _err(f"{len(cards)} card(s) ok and up to date in {out}")
         return
-    paths = write_cards(cards, out)
+    if serve_preview and len(cards) > 1:
+        raise CardError("--serve shows one card at a time", hint=f"Add --artifact NAME (one of {', '.join(c.name for c in cards)}).")
+    paths = write_cards(cards, out, template_dir=template_dir)
+    previews = []
+    if preview or serve_preview:
+        from .hub.pages import write_preview
+
+        previews = [write_preview(p) for p in paths]
     if as_json:
-        _print_json({"cards": [{"name": c.name, "kind": c.kind, "path": str(p), "chart": c.chart is not None} for c, p in zip(cards, paths)]})
+        _print_json({"cards": [{"name": c.name, "kind": c.kind, "path": str(p), "chart": c.chart is not None, "preview": str(v) if previews else None} for c, p, v in zip(cards, paths, previews or paths)]})
     else:
-        for p in paths:
+        for p in previews or paths:
             click.echo(str(p))
+    if serve_preview:
+        from .hub.pages import preview_server
+
+        server = preview_server(paths[0])
+        click.echo(server.url)
+        _err("serving the card preview on loopback; Ctrl-C stops it (the page re-reads the card on reload)")
+        try:
+            import threading
+
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.stop()
+
+
+@cli.command()
+@click.argument("source")
+@click.option("--revision", help="Revision of a Hub repo's card.")
+@ENDPOINT_OPTION
+@click.option("--data", multiple=True, metavar="TASK:SPLIT=FILE", help="Local data for a task whose Hub dataset cannot be reached (repeatable), e.g. arc_challenge:test=arc/test.jsonl.")
+@click.option("--env", "env_kind", type=click.Choice(["pinned", "current"]), help="Run in an environment built from the card's pins (default) or in this one.")
+@click.option("--strategies", help="Load strategies to try, comma-separated (default: the card's own load path first, then merged-fp16).")
+@click.option("--limit", type=float, help="Only the first N documents of each task (a fraction if < 1): a quick, partial check.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Where the runs and report.md / report.json go (default: ./hubkit-verify).")
+@click.option("--open-pr", is_flag=True, help="Open a pull request on the repo adding the report (token from HF_TOKEN or `hf auth login`).")
+@JSON_OPTION
+def verify(source: str, revision, endpoint, data, env_kind, strategies, limit, out, open_pr, as_json) -> None:
+    """Re-check a published model card: run its numbers again and judge each claim.
+
+    SOURCE is a Hub repo id (a repo hubkit published carries its eval setups and run records) or
+    a local README.md (its documented lm-eval command, pins and claimed numbers are read). The
+    eval runs as `hubkit eval` would: pinned environment, the card's own load path first,
+    fallback recorded. Each claimed number: reproduced ± stderr and a verdict (agrees within 2
+    combined standard errors / disagrees / not reproduced and why). Exit code 0 when every
+    number agrees, 1 otherwise.
+    """
+    from .verify import post_report
+    from .verify import verify as run_verify
+
+    if limit is not None and limit >= 1:
+        limit = int(limit)
+    report = run_verify(
+        source, revision=revision, endpoint=endpoint, data=list(data), env=env_kind,
+        strategies=[s.strip() for s in strategies.split(",")] if strategies else None, limit=limit, out=out,
+        say=(lambda _m: None) if as_json else _err,
+    )
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        click.echo(report.markdown())
+        _err(f"report: {Path(report.out) / 'report.md'}")
+    if open_pr:
+        from .hub.client import looks_like_repo_id
+
+        if not looks_like_repo_id(source):
+            raise click.UsageError("--open-pr needs SOURCE to be a Hub repo id")
+        post_report(report, source, endpoint=endpoint, say=_err)
+    if not report.ok:
+        click.get_current_context().exit(1)
 
 
 @cli.group()
@@ -436,7 +548,8 @@ def _print_push(result, dry_run: bool, as_json: bool) -> None:
 @click.option("--force", is_flag=True, help="Overwrite a README that was edited on the Hub since hubkit last published it.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Run records folder (default: runs/ beside the manifest).")
 @JSON_OPTION
-def publish(manifest: Path, artifact, dry_run, endpoint, private, revision, create_pr, message, allow_pickle, force, runs_dir, as_json) -> None:
+@click.option("--cards-dir", type=click.Path(file_okay=False, path_type=Path), help="Where `hubkit card` wrote the cards (default: cards/ beside the manifest).")
+def publish(manifest: Path, artifact, dry_run, endpoint, private, revision, create_pr, message, allow_pickle, force, runs_dir, cards_dir, as_json) -> None:
     """Push adapters, merged siblings, cards and run records to the Hub: a plan, then one commit per repo.
 
     Each repo gets the files a loader needs (adapter or checkpoint, tokenizer), the README that
@@ -452,7 +565,7 @@ def publish(manifest: Path, artifact, dry_run, endpoint, private, revision, crea
     m = load_manifest(manifest)
     result = run_publish(
         m, artifact=artifact, endpoint=endpoint, dry_run=dry_run, private=private, revision=revision, create_pr=create_pr,
-        message=message, allow_pickle=allow_pickle, force=force, runs_dir=runs_dir, say=(lambda _m: None) if as_json else _err,
+        message=message, allow_pickle=allow_pickle, force=force, runs_dir=runs_dir, cards_dir=cards_dir, say=(lambda _m: None) if as_json else _err,
     )
     _print_push(result, dry_run, as_json)
 
@@ -562,8 +675,9 @@ def demo(workdir: Path, rebuild: bool, serve_seconds, hub_port: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) the process exit code."""
     try:
-        cli.main(args=argv, prog_name="hubkit", standalone_mode=False)
-        code = 0
+        # without standalone mode, click returns the code a command exits with (ctx.exit)
+        rv = cli.main(args=argv, prog_name="hubkit", standalone_mode=False)
+        code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
     except HubkitError as exc:
         if os.environ.get("HUBKIT_DEBUG"):
             raise

@@ -149,9 +149,29 @@ class AdapterFacts:
     peft_version: str | None
     files: list[FileFact] = field(default_factory=list)
     tokenizer_files: list[str] = field(default_factory=list)
+    variants: list[str] = field(default_factory=list)  # LoRA variants switched on, see lora_variants
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# adapter_config.json fields that switch on a LoRA variant (a different forward pass or merge).
+_VARIANT_FIELDS = {
+    "use_dora": "dora", "alora_invocation_tokens": "alora", "arrow_config": "arrow", "use_qalora": "qalora",
+    "kasa_config": "kasa", "velora_config": "velora", "monteclora_config": "monteclora", "use_bdlora": "bdlora",
+    "lora_bias": "lora_bias", "trainable_token_indices": "trainable_tokens", "target_parameters": "target_parameters",
+    "layer_replication": "layer_replication",
+}
+
+
+def lora_variants(cfg: dict) -> list[str]:
+    """Names of the LoRA variants an adapter_config.json switches on (empty for plain LoRA), and
+    `init:NAME` for an init_lora_weights that is not plain (pissa, olora, mica, ...)."""
+    found = [name for key, name in _VARIANT_FIELDS.items() if cfg.get(key)]
+    init = cfg.get("init_lora_weights")
+    if isinstance(init, str) and init.lower() not in ("gaussian",):
+        found.append(f"init:{init}")
+    return found
 
 
 @dataclass
@@ -215,6 +235,9 @@ def inspect_adapter(path: str | Path, *, hash_files: bool = True) -> AdapterFact
     for key in ("r", "lora_alpha"):
         if not isinstance(cfg.get(key), (int, float)):
             raise InspectError(f"{cfg_path}: field {key!r}: expected a number, got {cfg.get(key)!r}", path=cfg_path)
+    if cfg["r"] <= 0 or cfg["r"] != int(cfg["r"]):
+        # the scale is lora_alpha / r: a rank of 0 has none (and peft cannot build such a layer)
+        raise InspectError(f"{cfg_path}: field 'r' is {cfg['r']!r}: a LoRA rank must be a positive integer", path=cfg_path, hint="Is this adapter_config.json intact? Re-save the adapter with peft.")
 
     weights = root / "adapter_model.safetensors"
     if not weights.is_file():
@@ -271,6 +294,7 @@ def inspect_adapter(path: str | Path, *, hash_files: bool = True) -> AdapterFact
         peft_version=(cfg.get("peft_version") or None),
         files=_file_facts(root, files, hash_files),
         tokenizer_files=sorted(f for f in files if f in TOKENIZER_FILES),
+        variants=lora_variants(cfg),
     )
 
 

@@ -61,6 +61,12 @@ def _check_repo_id(cls, v: str | None) -> str | None:
     return v
 
 
+# Front-matter keys hubkit writes from manifest fields: `project.metadata` may not set them.
+RESERVED_METADATA = frozenset(
+    {"license", "license_name", "license_link", "language", "tags", "library_name", "pipeline_tag", "base_model", "base_model_relation", "datasets", "metrics", "model-index", "model_name", "eval_results"}
+)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -91,11 +97,58 @@ class Project(_Strict):
     limitations: list[str] = Field(default_factory=list, description="Known limitations, one per item.")
     citations: list[Citation] = Field(default_factory=list, description="BibTeX entries to cite.")
     context: str | None = Field(None, description="Why the model exists (a test, a paper, a challenge).")
+    metrics: list[str] = Field(default_factory=list, description="The Hub's `metrics` metadata (evaluate metric ids, e.g. accuracy).")
+    hubkit_tag: bool = Field(True, description="Add the `hubkit` tag to every card's metadata.")
+    metadata: dict[str, Any] = Field(
+        default_factory=dict,
+        description="More Hub metadata for every card's front matter (e.g. new_version, inference, widget), checked by huggingface_hub's ModelCardData; keys hubkit sets itself are refused.",
+    )
 
     @model_validator(mode="after")
     def _other_license_needs_name(self) -> "Project":
         if self.license == "other" and not (self.license_name and self.license_link):
             raise ValueError("license 'other' needs license_name and license_link")
+        return self
+
+    @field_validator("metadata")
+    @classmethod
+    def _extra_metadata(cls, v: dict[str, Any]) -> dict[str, Any]:
+        taken = sorted(set(v) & RESERVED_METADATA)
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: set by hubkit from the manifest (use the fields that say so, e.g. project.license, artifacts.NAME.base_model)")
+        return v
+
+
+CARD_SECTIONS = ("about", "results", "specs", "files", "usage", "reproduce", "lineage", "training", "data", "sections", "upstream", "limitations", "license", "citations")
+
+
+class CardLayout(_Strict):
+    """Which generated sections a card has, in which order, and the author's own usage text."""
+
+    sections: list[str] | None = Field(
+        None,
+        description="Sections in order, from: " + ", ".join(CARD_SECTIONS) + " ('sections' is the manifest's own sections; 'section:TITLE' places one of them). Omitted ones are left out. Default: each kind's order.",
+    )
+    usage: str | None = Field(None, description="Markdown that replaces the generated usage section (chat template, serving caveats, tested versions).")
+    usage_file: str | None = Field(None, description="A markdown file (relative to the manifest) that replaces the generated usage section.")
+    upstream_file: str | None = Field(None, description="The upstream model's card (a markdown file) kept as a section, e.g. for a quantization of someone else's model.")
+    results_layout: Literal["by_task", "by_model"] = Field(
+        "by_task", description="by_task: a table per task and few-shot (rows: models). by_model: one table, a row per model and a column per task (with its few-shot)."
+    )
+    table_notes: dict[str, str] = Field(default_factory=dict, description="A note under a results table: task name (or the table's title) -> markdown.")
+
+    @field_validator("sections")
+    @classmethod
+    def _known_sections(cls, v: list[str] | None) -> list[str] | None:
+        for name in v or []:
+            if name not in CARD_SECTIONS and not name.startswith("section:"):
+                raise ValueError(f"unknown card section {name!r}; expected one of {', '.join(CARD_SECTIONS)} or section:TITLE")
+        return v
+
+    @model_validator(mode="after")
+    def _one_usage(self) -> "CardLayout":
+        if self.usage is not None and self.usage_file is not None:
+            raise ValueError("give at most one of usage or usage_file")
         return self
 
 
@@ -105,9 +158,9 @@ class Artifact(_Strict):
     repo_id: str | None = Field(None, description="Target Hub repo, 'owner/name'.")
     title: str | None = Field(None, description="Card title; defaults to project.name.")
     summary: str | None = Field(None, description="One-line summary for this artifact's card.")
-    base_model: str | None = Field(
+    base_model: str | list[str] | None = Field(
         None,
-        description="Hub id of the immediate parent model (no revision). For adapters, defaults to the adapter config's base.",
+        description="Hub id of the immediate parent model (no revision); a list of ids for a merge of several models. For adapters, defaults to the adapter config's base.",
     )
     base_model_revision: str | None = Field(None, description="Revision (commit) of the base model.")
     base_model_path: str | None = Field(
@@ -129,8 +182,24 @@ class Artifact(_Strict):
         None,
         description="JSON from `hubkit inspect --json` (plus optional base_params), read when the files are not at `path`, e.g. for a card without the weights at hand.",
     )
+    library_name: str | None = Field(None, description="The Hub's library_name; default: peft for adapters, transformers for merged and full models, none for quantized.")
+    pipeline_tag: str | None = Field(None, description="The Hub's pipeline tag for this artifact (default: project.pipeline_tag).")
+    model_name: str | None = Field(None, description="The name results are filed under in model-index (default: repo_id).")
+    card: CardLayout | None = Field(None, description="This card's sections, order and usage text (default: the manifest's `card`).")
 
     _repo_id_shape = field_validator("repo_id")(_check_repo_id)
+
+    @field_validator("base_model")
+    @classmethod
+    def _base_ids(cls, v):
+        for ref in v if isinstance(v, list) else ([v] if v else []):
+            if not isinstance(ref, str) or not ref:
+                raise ValueError("expected Hub ids like 'owner/name'")
+        return v
+
+    @property
+    def base_models(self) -> list[str]:
+        return self.base_model if isinstance(self.base_model, list) else ([self.base_model] if self.base_model else [])
 
     @property
     def hub_relation(self) -> str:
@@ -147,6 +216,8 @@ class Stage(_Strict):
     data: list[str] = Field(default_factory=list, description="Names (keys of `datasets`) this stage trained on.")
     metrics: dict[str, Scalar] = Field(default_factory=dict, description="Reported numbers of this stage (steps, loss).")
     artifact: str | None = Field(None, description="Name of the artifact this stage produced, if it is in the manifest.")
+    teacher: str | None = Field(None, description="A model this stage distilled from (Hub id, label, or a stage name).")
+    data_from: str | None = Field(None, description="A model or stage that generated this stage's training data.")
 
 
 class Dataset(_Strict):
@@ -174,6 +245,10 @@ class DataOverride(_Strict):
     )
     hub_id: str | None = Field(
         None, description="The Hub dataset these files are a copy of, if they are (named in the card's model-index); leave unset for other data."
+    )
+    publish: bool = Field(
+        False,
+        description="Upload these files with the run records (eval/data/...), so that `hubkit verify` can rerun the setup anywhere. Only for data you may redistribute.",
     )
 
     @field_validator("files")
@@ -292,6 +367,13 @@ class Claim(_Strict):
     baseline: bool = Field(False, description="This row is the baseline that deltas are computed against.")
     reference_only: bool = Field(False, description="Shown for reference, excluded from deltas and verdicts.")
     domain: str | None = Field(None, description="Optional grouping (e.g. 'math', 'code') for report tables.")
+    unit: str | None = Field(None, description="Unit of the value as the source states it, e.g. '%'.")
+    display: str | None = Field(None, description="The value exactly as the source words it, e.g. 'possibly contaminated (45.72%)'; `value` keeps the number.")
+    note: str | None = Field(None, description="A note on this number, shown as a footnote under its table.")
+    model_index: bool | None = Field(
+        None,
+        description="Put this claim in the card's model-index as a self-reported result (default: when the task is an lm-eval task or a `benchmarks` entry, and the subject is the card's model).",
+    )
 
 
 class Section(_Strict):
@@ -306,6 +388,14 @@ class Section(_Strict):
         if (self.body is None) == (self.file is None):
             raise ValueError("give exactly one of body or file")
         return self
+
+
+class Benchmark(_Strict):
+    """A Hub benchmark dataset (registered for the Hub's eval results) a task's numbers belong to."""
+
+    dataset_id: str = Field(description="The benchmark dataset's Hub id, e.g. 'cais/mmlu'.")
+    task_id: str = Field(description="The benchmark's task id, e.g. 'default'.")
+    metric: str | None = Field(None, description="The metric (name or name,filter) whose value the benchmark reports (default: the first one of the task).")
 
 
 class SpaceSettings(_Strict):
@@ -337,6 +427,11 @@ class Manifest(_Strict):
     sections: list[Section] = Field(default_factory=list, description="Extra card sections (method, findings).")
     space: SpaceSettings = Field(default_factory=SpaceSettings, description="The side-by-side Gradio Space.")
     scaleout: Scaleout = Field(default_factory=Scaleout, description="How `hubkit eval` runs its units (local, Slurm, HF Jobs).")
+    card: CardLayout = Field(default_factory=CardLayout, description="Every card's sections, order and usage text (an artifact's `card` overrides it).")
+    benchmarks: dict[str, Benchmark] = Field(
+        default_factory=dict,
+        description="lm-eval task -> the Hub benchmark dataset it is (for the Hub's `.eval_results/` files, only for benchmarks registered on the Hub).",
+    )
 
     # Set by load_manifest; not part of the schema.
     _source: Path | None = None
@@ -635,8 +730,9 @@ def _base_problem(manifest: Manifest, name: str, art: Artifact, seen: tuple[str,
     names when that is a repo id (the documented default); a merged checkpoint may inherit it
     from the adapter it was made from."""
     if art.base_model:
-        if _looks_local(art.base_model) or repo_id_problem(art.base_model):
-            return f"{art.base_model!r} is not a Hub id"
+        for ref in art.base_models:
+            if _looks_local(ref) or repo_id_problem(ref):
+                return f"{ref!r} is not a Hub id"
         return None
     if art.kind == "merged" and art.adapter and art.adapter in manifest.artifacts and art.adapter not in seen:
         inner = _base_problem(manifest, art.adapter, manifest.artifacts[art.adapter], (*seen, name))

@@ -290,14 +290,16 @@ def _scan_for_secrets(files: list[LocalFile], token: str | None) -> None:
             )
 
 
-def card_and_records(manifest: Manifest, name: str, cards_dir: Path | None, runs_dir: Path) -> tuple[list[LocalFile], list[str]]:
-    """The rendered card (README.md, results.png) and the run records that back it (eval/<run-id>/...).
+def card_and_records(manifest: Manifest, name: str, cards_dir: Path | None, runs_dir: Path, say=lambda m: None) -> tuple[list[LocalFile], list[str]]:
+    """The card `hubkit card` rendered (README.md, results.png: the one that was reviewed) and the
+    run records that back it (eval/<run-id>/...).
 
-    Raises PublishError naming the run and the file when a run record is damaged (a file it
-    names deleted or edited): its numbers would silently drop off the card."""
-    from .card import render_card
+    Raises CardError when the card on disk is stale or was edited, and PublishError naming the run
+    and the file when a run record is damaged (a file it names deleted or edited): its numbers
+    would silently drop off the card."""
+    from .card import reviewed_card
 
-    card = render_card(manifest, name, runs_dir=runs_dir)
+    card = reviewed_card(manifest, name, cards_dir or manifest.root / "cards", runs_dir=runs_dir, say=say)
     if card.damaged:
         raise PublishError(
             f"{card.damaged[0]}; nothing was sent",
@@ -306,6 +308,15 @@ def card_and_records(manifest: Manifest, name: str, cards_dir: Path | None, runs
     out = [LocalFile("README.md", None, card.text.encode())]
     if card.chart is not None:
         out.append(LocalFile("results.png", None, card.chart))
+    out += [LocalFile(rel, None, text.encode()) for rel, text in sorted(card.eval_results.items())]
+    # what `hubkit verify` needs to re-check this card anywhere: setups, claims, lineage
+    from .evalslice import SLICE, manifest_slice
+
+    setups = sorted({r.setup for r in card.records} | {k for k, v in manifest.evals.items() if v.artifacts and name in v.artifacts})
+    if setups or manifest.claims:
+        body, data_files = manifest_slice(manifest, name, setups)
+        out.append(LocalFile(SLICE, None, body))
+        out += [LocalFile(rel, path) for rel, path in data_files]
     run_ids = []
     places = machine_paths(manifest.root)
     for rec in card.records:
@@ -474,9 +485,11 @@ def publish(
     allow_pickle: bool = False,
     force: bool = False,
     runs_dir: str | Path | None = None,
+    cards_dir: str | Path | None = None,
     say=lambda m: None,
 ) -> PublishResult:
-    """Publish the manifest's artifacts (or one): files, rendered card, backing run records.
+    """Publish the manifest's artifacts (or one): files, the card `hubkit card` rendered (checked
+    to be current and unedited: the card you reviewed), backing run records.
 
     Returns the plans, commits and tags (see `push`). Raises ManifestError when the manifest's
     checks fail for these artifacts (`check_manifest`), PublishError for anything refused or failed.
@@ -498,7 +511,7 @@ def publish(
     for n in names:
         art = manifest.artifacts[n]
         files = artifact_files(manifest, n, art, allow_pickle=allow_pickle)
-        extra, run_ids = card_and_records(manifest, n, None, runs)
+        extra, run_ids = card_and_records(manifest, n, Path(cards_dir) if cards_dir else None, runs, say=say)
         targets.append(Target(n, art.repo_id, files + extra, run_ids))
     return push(
         targets, cache_path=manifest.root / ".hubkit" / "hash-cache.json", endpoint=endpoint, token=token, dry_run=dry_run,

@@ -147,8 +147,14 @@ def test_seed_front_matter_round_trip():
     for card in render_cards(m):
         data = ModelCard(card.text).data.to_dict()
         assert data["base_model"] == "golfoscar/mistral-7b-sft-arc" and data["license"] == "apache-2.0"
-        assert "model-index" not in data  # claims alone never enter model-index
         assert check_card(m, card) == []
+    # the adapter's own claim is in model-index, self-reported and kept apart from reproduced ones;
+    # the merged card does not claim the adapter's number as its own
+    lora = ModelCard(render_card(m, "nca-arc-lora").text).data
+    (res,) = lora.eval_results
+    assert (res.dataset_name, res.metric_type, res.metric_value, res.dataset_args) == ("arc_challenge", "acc_norm", 0.6834, {"num_fewshot": "25"})
+    assert res.source_name == "self-reported" and res.dataset_type == "allenai/ai2_arc" and res.dataset_config == "ARC-Challenge"
+    assert not ModelCard(render_card(m, "nca-arc-merged").text).data.eval_results
     assert ModelCard(render_card(m, "nca-arc-merged").text).data.to_dict()["base_model_relation"] == "merge"
 
 
@@ -241,3 +247,22 @@ def test_cli_card_json(tmp_path, capsys):
     assert main(["card", "-m", str(path), "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["cards"][0]["name"] == "report" and Path(out["cards"][0]["path"]).is_file()
+
+
+def test_card_preview_shows_the_card_as_the_hub_does(tmp_path, capsys):
+    """`hubkit card --preview` writes, beside each card, the page the local hub would show for it:
+    the metadata panel and the results table with every number, nothing fetched off-host."""
+    path = variant(tmp_path, "seed000", lambda d: None)
+    assert main(["card", "-m", str(path), "--artifact", "nca-arc-lora", "--preview"]) == 0
+    (shown,) = capsys.readouterr().out.split()
+    page = Path(shown).read_text()
+    assert Path(shown).name == "preview.html" and Path(shown).parent == tmp_path / "seed000" / "cards" / "nca-arc-lora"
+    for number in ("0.6143", "0.6834 ± 0.0136", "+6.91 pp"):
+        assert number in page
+    assert "golfoscar/mistral-7b-sft-arc" in page and "apache-2.0" in page  # base model and license in the panel
+    # nothing is loaded from off-host (links to the Hub are links, not loads) and no script runs
+    assert not re.search(r"""src=["']https?://""", page) and not re.search(r"""<link[^>]+href=["']https?://""", page)
+    assert "<script" not in page
+    # several cards cannot share one preview server
+    assert main(["card", "-m", str(path), "--serve"]) == 1
+    assert "--serve shows one card at a time" in capsys.readouterr().err

@@ -160,9 +160,16 @@ def test_init_with_a_bad_repo_id_is_a_user_error_naming_the_option(proj, tmp_pat
 def test_artifact_paths_must_exist(proj, capsys):
     text = HEAD + ARTIFACT + "  b:\n    kind: merged\n    path: merged\n    base_model: org/tiny-base\n"
     path = manifest(proj, text)
-    code, _, err = run(capsys, "validate", "-m", path)
+    # a merged sibling before `hubkit merge` validates, with a warning that says what builds it
+    code, out, err = run(capsys, "validate", "-m", path)
+    assert code == 0 and out.startswith(f"{path}: ok")
+    assert f"warning: {path}: artifacts.b.path: {proj.resolve() / 'merged'} does not exist (`hubkit merge` builds it; eval and publish need the files)" in err.splitlines()
+    # publishing it is refused before anything is sent
+    published = manifest(proj, text + "    repo_id: me/b\n")
+    code, _, err = run(capsys, "publish", "-m", published, "--dry-run")
     assert code == 2
-    assert errors(err) == [f"{path}: artifacts.b.path: {proj.resolve() / 'merged'} does not exist"]
+    assert f"{published}: artifacts.b.path: {proj.resolve() / 'merged'} does not exist" in err
+    path = manifest(proj, text)
     # with facts (what `hubkit inspect --json` wrote) a card can still be made: a warning
     (proj / "b.facts.json").write_text("{}")
     path = manifest(proj, text + "    facts: b.facts.json\n")

@@ -183,6 +183,36 @@ def test_sharding_and_index(tmp_path):
     assert torch.isfinite(logits).all()
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16"])
+def test_torch_and_numpy_casts_write_the_same_bytes(tmp_path, monkeypatch, dtype):
+    """Big merges switch from numpy's half casts to torch's once torch is imported; the output
+    must not depend on which did a chunk. Weights with subnormal, tie and near-overflow values."""
+    base = llama(tmp_path, tied=False)
+    tensors = load_file(base / "model.safetensors")
+    w = tensors["model.layers.0.self_attn.q_proj.weight"]
+    special = torch.tensor([1e-7, -3e-8, 6.1e-5, 1 + 2**-11, 1 + 3 * 2**-11, 65000.0, -2.0**-24, 0.1])
+    w.view(-1)[: special.numel()] = special
+    save_file(tensors, str(base / "model.safetensors"), metadata={"format": "pt"})
+    ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj", "v_proj"], r=4, lora_alpha=8)
+    torch_out = merge(ad, tmp_path / "torch", base=base, dtype=dtype)
+    monkeypatch.setenv("HUBKIT_MERGE_NUMPY_ONLY", "1")
+    numpy_out = merge(ad, tmp_path / "numpy", base=base, dtype=dtype)
+    assert (torch_out.out / "model.safetensors").read_bytes() == (numpy_out.out / "model.safetensors").read_bytes()
+
+
+def test_float16_overflow_is_refused(tmp_path):
+    base = llama(tmp_path, tied=False)
+    ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8)
+    tensors = load_file(ad / "adapter_model.safetensors")
+    tensors = {k: v * 1e6 if "lora_B" in k else v for k, v in tensors.items()}
+    save_file(tensors, str(ad / "adapter_model.safetensors"))
+    with pytest.raises(MergeError, match=r"q_proj.weight overflows float16") as err:
+        merge(ad, tmp_path / "out", base=base, dtype="float16")
+    assert err.value.hint == "Merge with --dtype bfloat16."
+    assert not (tmp_path / "out").exists()
+    merge(ad, tmp_path / "bf16", base=base, dtype="bfloat16")
+
+
 def test_merge_is_byte_deterministic(tmp_path):
     base = llama(tmp_path, tied=False)
     ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8)
@@ -225,6 +255,58 @@ def test_dora_and_pickles_are_refused(tmp_path):
         plan_merge(plain, base)
 
 
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        ({"arrow_config": {"top_k": 2}}, r"arrow_config is set: merging Arrow"),
+        ({"use_bdlora": None, "init_lora_weights": "olora"}, r"init_lora_weights is 'olora': peft rebuilds a residual base"),
+        ({"fan_in_fan_out": True}, r"fan_in_fan_out is true but hubkit does not know which layers of model_type 'llama' are Conv1D"),
+    ],
+)
+def test_variants_peft_cannot_build_here_are_refused_by_name(tmp_path, edit, named):
+    """Variants set in adapter_config.json (Arrow needs several trained experts to build)."""
+    base = llama(tmp_path, tied=False)
+    ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8)
+    cfg = json.loads((ad / "adapter_config.json").read_text())
+    cfg.update(edit)
+    (ad / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(MergeError, match=named):
+        merge(ad, tmp_path / "out", base=base)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(("variant", "config", "named"), [("kasa", {"kasa_config": {}}, "a KaSA tensor"), ("velora", {"velora_config": {"num_groups": 4}}, "does not declare \\(velora_config\\)")])
+def test_variant_tensors_are_named_even_without_their_config(tmp_path, variant, config, named):
+    """Issue #16: KaSA/VeLoRA/MonteCLoRA tensors were reported as a missing modules_to_save."""
+    base = llama(tmp_path, tied=False)
+    ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8, **config)
+    cfg = json.loads((ad / "adapter_config.json").read_text())
+    for key in config:
+        cfg.pop(key)
+    (ad / "adapter_config.json").write_text(json.dumps(cfg))
+    with pytest.raises(MergeError, match=named) as err:
+        plan_merge(ad, base)
+    assert "modules_to_save" not in err.value.message
+
+
+def test_gpt2_fan_in_fan_out_is_decided_per_layer(tmp_path):
+    """Issue #16: with lm_head among the targets peft saves fan_in_fan_out false, but GPT-2's
+    Conv1D layers are (in, out) all the same; the square attn.c_proj once merged untransposed."""
+    base = gpt2(tmp_path)
+    ad = adapter(base, tmp_path / "adapter", target_modules=["c_attn", "c_proj", "c_fc", "lm_head"], r=4, lora_alpha=8)
+    assert json.loads((ad / "adapter_config.json").read_text())["fan_in_fan_out"] is False
+    ref_logits, ref_state = peft_reference(base, ad)
+    result = merge(ad, tmp_path / "out", base=base, dtype="float32")
+    flags = {p.module: p.fan_in_fan_out for p in result.plan.pairs}
+    assert flags["transformer.h.0.attn.c_proj"] and flags["transformer.h.0.attn.c_attn"] and flags["transformer.h.1.mlp.c_fc"] and not flags["lm_head"]
+    got = merged_tensors(result.out)
+    square = "transformer.h.0.attn.c_proj.weight"
+    assert got[square].shape[0] == got[square].shape[1]
+    torch.testing.assert_close(got[square], ref_state[square], atol=2e-6, rtol=1e-5)
+    logits, _ = hubkit_logits(result.out)
+    torch.testing.assert_close(logits, ref_logits, atol=1e-4, rtol=1e-4)
+
+
 def test_truncated_shard_is_detected(tmp_path):
     base = llama(tmp_path, tied=False)
     ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8)
@@ -240,13 +322,12 @@ def test_existing_output_needs_force(tmp_path):
     base = llama(tmp_path, tied=False)
     ad = adapter(base, tmp_path / "adapter", target_modules=["q_proj"], r=4, lora_alpha=8)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    merge(ad, out, base=base)
     with pytest.raises(MergeError, match="already exists"):
-        merge(ad, out, base=base)
-    assert (out / "keep.txt").read_text() == "mine"
-    merge(ad, out, base=base, force=True)
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").is_file()
+        merge(ad, out, base=base, dtype="bfloat16")
+    assert json.loads((out / LINEAGE_FILE).read_text())["dtype"] == "float16"
+    merge(ad, out, base=base, force=True, dtype="bfloat16")
+    assert json.loads((out / LINEAGE_FILE).read_text())["dtype"] == "bfloat16"
 
 
 # -- an interrupted merge -------------------------------------------------------------------------

@@ -56,7 +56,8 @@ def test_publish_roundtrip_noop_and_card_only_change(world, hub, tmp_path, capsy
                 if f.name in ("adapter_config.json", "adapter_model.safetensors", "tokenizer.json", "config.json", "model.safetensors", "hubkit_merge.json"):
                     assert (got / f.name).read_bytes() == f.read_bytes(), f
             card = ModelCard.load(got / "README.md")
-            assert card.data.base_model == "hubkit-demo/tiny-mistral" and card.data.license == "apache-2.0"
+            assert card.data.license == "apache-2.0"
+            assert card.data.base_model == (None if plan.repo_id == "hubkit-demo/tiny-mistral" else "hubkit-demo/tiny-mistral")
             assert not (got / "README.md").read_text().count(str(world))  # peft's README with local paths is not published
     # nothing changed: no file sent, no commit
     sent_before = [r for r in hub.requests if "lfs-upload" in r or "/commit/" in r]
@@ -68,6 +69,13 @@ def test_publish_roundtrip_noop_and_card_only_change(world, hub, tmp_path, capsy
     data["project"]["limitations"].append("A new limitation, to change the card only.")
     (world / "hubkit.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     m2 = load_manifest(world / "hubkit.yaml")
+    # the cards on disk (written by the first publish) no longer match: publish asks for a review
+    from hubkit.card import render_cards, write_cards
+    from hubkit.errors import CardError
+
+    with pytest.raises(CardError, match=r"cards/.*/README.md is stale"):
+        publish(m2, endpoint=hub.url, token=TOKEN, dry_run=True)
+    write_cards(render_cards(m2), world / "cards")
     dry = publish(m2, endpoint=hub.url, token=TOKEN, dry_run=True)
     for plan in dry.plans:
         assert [f.path_in_repo for f in plan.changed] == ["README.md"] and not plan.added and not plan.deleted
@@ -76,6 +84,42 @@ def test_publish_roundtrip_noop_and_card_only_change(world, hub, tmp_path, capsy
     assert all(third.commits.values())
     out = capsys.readouterr()
     assert TOKEN not in out.out + out.err
+
+
+def test_publish_uploads_the_card_that_was_reviewed(world, hub, tmp_path, capsys, monkeypatch):
+    """`hubkit card --template-dir X` then `hubkit publish`: the README published is the one X
+    rendered; an edited or stale card on disk is refused, not silently replaced."""
+    from hubkit.cli import main
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    tpl = tmp_path / "tpl" / "card"
+    tpl.mkdir(parents=True)
+    (tpl / "_usage_adapter.md.j2").write_text("\n## Usage\n\nAsk the team for {{ artifact.repo_id }}.\n")
+    manifest = str(world / "hubkit.yaml")
+    assert main(["card", "-m", manifest, "--artifact", "lora-half", "--template-dir", str(tmp_path / "tpl")]) == 0
+    reviewed = (world / "cards" / "lora-half" / "README.md").read_text()
+    assert "Ask the team for demo-user/tiny-mistral-lora-half." in reviewed
+    capsys.readouterr()
+    assert main(["publish", "-m", manifest, "--artifact", "lora-half", "--endpoint", hub.url]) == 0
+    with hub_session(hub.url):
+        from huggingface_hub import hf_hub_download
+
+        got = Path(hf_hub_download("demo-user/tiny-mistral-lora-half", "README.md", endpoint=hub.url, token=TOKEN, cache_dir=tmp_path / "dl"))
+    assert got.read_text() == reviewed
+    # a README edited by hand after rendering
+    readme = world / "cards" / "lora-half" / "README.md"
+    readme.write_text(reviewed.replace("Ask the team", "Ask nobody"))
+    capsys.readouterr()
+    assert main(["publish", "-m", manifest, "--artifact", "lora-half", "--endpoint", hub.url, "--dry-run"]) == 1
+    err = capsys.readouterr().err
+    assert "was edited after `hubkit card` rendered it" in err and "Traceback" not in err
+    # stale: the manifest changed since
+    readme.write_text(reviewed)
+    data = yaml.safe_load((world / "hubkit.yaml").read_text())
+    data["project"]["limitations"].append("Changed after the review.")
+    (world / "hubkit.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
+    assert main(["publish", "-m", manifest, "--artifact", "lora-half", "--endpoint", hub.url, "--dry-run"]) == 1
+    assert "is stale" in capsys.readouterr().err
 
 
 def test_refuses_secrets_and_pickles(world, hub):
@@ -113,6 +157,9 @@ def test_readme_edited_on_hub_is_not_overwritten(world, hub):
     data["project"]["summary"] = "A changed summary."
     (world / "hubkit.yaml").write_text(yaml.safe_dump(data, sort_keys=False))
     m = load_manifest(world / "hubkit.yaml")
+    from hubkit.card import render_cards, write_cards
+
+    write_cards(render_cards(m, "lora-half"), world / "cards")  # the new card, reviewed
     said = []
     with pytest.raises(PublishError, match="README.md was edited on the Hub"):
         publish(m, artifact="lora-half", endpoint=hub.url, token=TOKEN, say=said.append)

@@ -28,7 +28,7 @@ from ..manifest import Artifact, Manifest
 from ..portable import portable_command
 from .lineage import lineage_view
 from .lint import INPUTS_MARK, RESULTS_BEGIN, RESULTS_END, check_card, looks_local
-from .metadata import front_matter, model_index_results
+from .metadata import claimed_results, eval_results_files, front_matter, model_index_results
 from .numbers import fmt
 from .specs import artifact_facts, specs_rows
 from .tables import Headline, Table, report_tables, results_tables
@@ -42,7 +42,7 @@ CARD_TEMPLATES = {
 }
 REPORT_NAME = "report"
 
-__all__ = ["Card", "CARD_TEMPLATES", "HUB_LICENSES", "build_context", "card_dir", "check_card", "hub_base_model", "render_card", "render_cards", "write_cards"]
+__all__ = ["Card", "CARD_TEMPLATES", "HUB_LICENSES", "build_context", "card_dir", "check_card", "hub_base_model", "render_card", "render_cards", "reviewed_card", "write_cards"]
 
 
 @dataclass
@@ -59,6 +59,7 @@ class Card:
     record_problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     damaged: list[str] = field(default_factory=list)  # records in the runs folder that failed their checks
+    eval_results: dict[str, str] = field(default_factory=dict)  # `.eval_results/<task>.yaml` -> its text
 
     @property
     def run_ids(self) -> set[str]:
@@ -72,6 +73,12 @@ def hub_base_model(manifest: Manifest, art: Artifact | None, facts: dict | None)
         return None
     if art.base_model:
         return art.base_model
+    if art.kind == "merged" and art.adapter in manifest.artifacts and manifest.artifacts[art.adapter].kind == "adapter":
+        # a merged checkpoint's parent is its adapter's base
+        from .specs import artifact_facts
+
+        adapter = manifest.artifacts[art.adapter]
+        return hub_base_model(manifest, adapter, artifact_facts(manifest, adapter))
     named = (facts or {}).get("base_model") if art.kind == "adapter" else None
     return named if named and not looks_local(str(named), manifest.root) else None
 
@@ -86,6 +93,10 @@ def _inputs_digest(manifest: Manifest, records: list[RunRecord], template_dir: s
         h.update(rec.run_id.encode())
         h.update(rec.model_dump_json().encode())
     h.update(__version__.encode())
+    for rel in _referenced_files(manifest):
+        path = manifest.resolve(rel)
+        h.update(rel.encode())
+        h.update(path.read_bytes() if path.is_file() else b"(missing)")
     if template_dir:
         for f in sorted(Path(template_dir).rglob("*")):
             if f.is_file():
@@ -105,6 +116,15 @@ def evaluated_as(manifest: Manifest, name: str) -> str:
     if art.repo_id and any(a.kind == "adapter" and a.base_model == art.repo_id for a in manifest.artifacts.values()):
         return "base"
     return name
+
+
+def _referenced_files(manifest: Manifest) -> list[str]:
+    """Files a card reads besides the manifest (prose, usage, upstream card, facts): a change to
+    one makes the cards on disk stale."""
+    refs = [manifest.project.description_file, *(s.file for s in manifest.sections), manifest.card.usage_file, manifest.card.upstream_file]
+    for art in manifest.artifacts.values():
+        refs += [art.facts, *((art.card.usage_file, art.card.upstream_file) if art.card else ())]
+    return sorted({r for r in refs if r})
 
 
 def _relevant(manifest: Manifest, name: str | None, store: RunStore) -> list[RunRecord]:
@@ -185,6 +205,12 @@ def _reproduce_view(manifest: Manifest, name: str | None, records: list[RunRecor
     return out
 
 
+def _strip_front_matter(text: str) -> str:
+    """An upstream card kept as a section: its body, without its own YAML metadata."""
+    m = re.match(r"\A\s*---\r?\n.*?\r?\n---\r?\n", text, re.DOTALL)
+    return text[m.end():] if m else text
+
+
 def results_chart(cells: list[Cell]) -> bytes | None:
     """A bar chart (PNG) of reproduced headline numbers when there is more than one run; None
     without matplotlib or with a single run."""
@@ -222,6 +248,85 @@ def results_chart(cells: list[Cell]) -> bytes | None:
     return buf.getvalue()
 
 
+# Each kind's sections, in order, when the manifest's `card.sections` does not say.
+DEFAULT_LAYOUT = {
+    "adapter": ["about", "results", "specs", "usage", "reproduce", "lineage", "training", "data", "sections", "limitations", "license", "citations"],
+    "merged": ["about", "results", "specs", "usage", "reproduce", "lineage", "data", "sections", "limitations", "license", "citations"],
+    "full": ["about", "results", "specs", "usage", "reproduce", "lineage", "training", "data", "sections", "limitations", "license", "citations"],
+    "quantized": ["about", "results", "specs", "files", "usage", "lineage", "data", "sections", "upstream", "limitations", "license", "citations"],
+    "report": ["about", "sections", "results", "lineage", "limitations", "license", "citations"],
+}
+_USAGE = {"adapter": "card/_usage_adapter.md.j2", "merged": "card/_usage_merged.md.j2", "full": "card/_usage_merged.md.j2", "quantized": "card/_usage_quantized.md.j2"}
+
+
+def _read(manifest: Manifest, rel: str, where: str) -> str:
+    path = manifest.resolve(rel)
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CardError(f"{where}: cannot read {path} ({getattr(exc, 'strerror', None) or exc})", hint="Paths are relative to the manifest.") from None
+
+
+def card_layout(manifest: Manifest, art: Artifact | None):
+    """The artifact's own `card:` settings, else the manifest's."""
+    return art.card if art is not None and art.card is not None else manifest.card
+
+
+def _template_exists(name: str, template_dir: str | None) -> bool:
+    from ..templating import builtin_template_dir
+
+    return any((Path(d) / name).is_file() for d in ([template_dir] if template_dir else []) + [str(builtin_template_dir())])
+
+
+def _layout(manifest: Manifest, art: Artifact | None, kind: str, sections: list[dict], template_dir: str | None) -> list[dict]:
+    """The card's parts in order: {name, template, section}. A user section placed on its own
+    (`section:TITLE`) is not repeated under `sections`."""
+    layout = card_layout(manifest, art)
+    names = list(layout.sections) if layout.sections is not None else list(DEFAULT_LAYOUT[kind])
+    placed = {n.split(":", 1)[1] for n in names if n.startswith("section:")}
+    titles = {s["title"] for s in sections}
+    for title in placed - titles:
+        raise CardError(f"card.sections: section:{title}: the manifest has no section titled {title!r}", hint=f"Its sections: {', '.join(sorted(titles)) or '(none)'}.")
+    parts = []
+    for n in names:
+        if n.startswith("section:"):
+            parts.append({"name": n, "template": "card/_section.md.j2", "section": next(s for s in sections if s["title"] == n.split(":", 1)[1])})
+            continue
+        if n == "usage":
+            template = "card/_usage_custom.md.j2" if (layout.usage or layout.usage_file) else _USAGE.get(kind)
+        elif n == "sections":
+            parts.append({"name": n, "template": "card/_sections.md.j2", "section": [s for s in sections if s["title"] not in placed]})
+            continue
+        else:
+            template = f"card/_{n}.md.j2"
+        if template and _template_exists(template, template_dir):
+            parts.append({"name": n, "template": template, "section": None})
+    return parts
+
+
+def _card_datasets(manifest: Manifest, art: Artifact | None) -> list[str]:
+    """Dataset names a card lists, in the manifest's order: the artifact's own, those of the
+    lineage stages that led to it (its adapter's, for a merged checkpoint), and those no artifact
+    or stage names; every dataset on a report."""
+    if art is None:
+        return list(manifest.datasets)
+    names = list(art.datasets)
+    source = manifest.artifacts.get(art.adapter) if art.adapter else None
+    if source is not None:
+        names += source.datasets
+    stage_name = art.stage or (source.stage if source is not None else None)
+    stages = {s.name: s for s in manifest.lineage}
+    seen = set()
+    while stage_name in stages and stage_name not in seen:
+        seen.add(stage_name)
+        names += stages[stage_name].data
+        stage_name = stages[stage_name].parent
+    # a dataset no artifact or stage names belongs to the whole project: every card shows it
+    named = {d for a in manifest.artifacts.values() for d in a.datasets} | {d for st in manifest.lineage for d in st.data}
+    names += [d for d in manifest.datasets if d not in named]
+    return [n for n in manifest.datasets if n in set(names)]
+
+
 def build_context(manifest: Manifest, name: str | None, runs_dir: Path, template_dir: str | None = None) -> dict[str, Any]:
     """Everything a card template sees (keys starting with `_` are for hubkit, not templates)."""
     art = manifest.artifacts.get(name) if name else None
@@ -232,32 +337,37 @@ def build_context(manifest: Manifest, name: str | None, runs_dir: Path, template
     facts = artifact_facts(manifest, art) if art else None
     base_model = hub_base_model(manifest, art, facts)
     label, is_this = _labeler(manifest, art, name, base_model)
+    layout_cfg = card_layout(manifest, art)
     if kind == "report":
-        tables, headlines = report_tables(cells), []
+        tables, headlines = report_tables(cells, layout_cfg.table_notes), []
     else:
-        tables, headlines = results_tables(manifest, cells, label)
-    evals = model_index_results(headlines, art.repo_id if art else None, is_this) if art else []
+        tables, headlines = results_tables(manifest, cells, label, layout=layout_cfg.results_layout, table_notes=layout_cfg.table_notes)
+    own = {name, "base"} if art is not None and evaluated_as(manifest, name) == "base" else {name}
+    own_claims = [c.claim for c in cells if c.claim is not None and c.subject in own] if art else []
+    evals = (model_index_results(headlines, art.repo_id, is_this) + claimed_results(own_claims, art.repo_id, manifest.benchmarks)) if art else []
     front, metadata = front_matter(manifest, name or REPORT_NAME, art, kind, base_model, evals)
+    eval_files = eval_results_files(manifest, art, headlines, own_claims, is_this) if art else {}
     sibling = manifest.artifacts.get(art.merged) if art and art.merged else None
     source_adapter = manifest.artifacts.get(art.adapter) if art and art.adapter else None
-    datasets = [
-        {
-            "title": d.title or key, "hub_id": d.hub_id, "rows": fmt(d.rows) if d.rows is not None else "", "unit": d.unit,
-            "license": d.license or "", "description": d.description, "filters": d.filters,
-        }
-        for key, d in manifest.datasets.items()
-    ]
+    datasets = []
+    for key in _card_datasets(manifest, art):
+        d = manifest.datasets[key]
+        datasets.append(
+            {
+                "title": d.title or key, "hub_id": d.hub_id, "rows": fmt(d.rows) if d.rows is not None else "", "unit": d.unit,
+                "license": d.license or "", "description": d.description, "filters": d.filters,
+            }
+        )
     sections = []
-    for s in manifest.sections:
-        if s.body is not None:
-            body = s.body
-        else:
-            path = manifest.resolve(s.file)
-            try:
-                body = path.read_text(encoding="utf-8")
-            except (OSError, UnicodeDecodeError) as exc:
-                raise CardError(f"sections: {s.title!r}: cannot read {path} ({getattr(exc, 'strerror', None) or exc})", hint="Paths are relative to the manifest.") from None
+    for i, s in enumerate(manifest.sections):
+        body = s.body if s.body is not None else _read(manifest, s.file, f"sections.{i} ({s.title!r})")
         sections.append({"title": s.title, "body": body.strip()})
+    layout = card_layout(manifest, art)
+    description = manifest.project.description
+    if manifest.project.description_file:
+        description = "\n\n".join(x for x in (description, _read(manifest, manifest.project.description_file, "project.description_file")) if x)
+    usage = layout.usage if layout.usage is not None else (_read(manifest, layout.usage_file, "card.usage_file") if layout.usage_file else None)
+    upstream = _read(manifest, layout.upstream_file, "card.upstream_file") if layout.upstream_file else None
     subject_name = name if kind == "adapter" else (art.adapter if art and art.adapter else name)
     origins = {c.origin for c in cells}
     numbers = set().union(*(t.numbers for t in tables)) if tables else set()
@@ -290,6 +400,12 @@ def build_context(manifest: Manifest, name: str | None, runs_dir: Path, template
         "training_metrics": {k: fmt(v) for k, v in (art.training_metrics.items() if art else [])},
         "reproduce": _reproduce_view(manifest, name, relevant),
         "sections": sections,
+        "layout": _layout(manifest, art, kind, sections, template_dir),
+        "description": (description or "").strip(),
+        "authors": manifest.project.authors,
+        "links": manifest.project.links,
+        "usage_text": (usage or "").strip(),
+        "upstream": _strip_front_matter(upstream or "").strip(),
         "limitations": manifest.project.limitations,
         "citations": manifest.project.citations,
         "inputs_digest": _inputs_digest(manifest, relevant, template_dir),
@@ -301,6 +417,7 @@ def build_context(manifest: Manifest, name: str | None, runs_dir: Path, template
         "_warnings": warnings,
         "_record_problems": record_problems,
         "_damaged": list(store.problems),
+        "_eval_results": eval_files,
     }
 
 
@@ -326,7 +443,7 @@ def render_card(manifest: Manifest, name: str | None = None, *, runs_dir: str | 
     return Card(
         ctx["name"], ctx["kind"], text, ctx["metadata"], ctx["inputs_digest"], ctx["_numbers"], chart,
         headlines=ctx["_headlines"], records=ctx["_records"], record_problems=ctx["_record_problems"], warnings=ctx["_warnings"],
-        damaged=ctx["_damaged"],
+        damaged=ctx["_damaged"], eval_results=ctx["_eval_results"],
     )
 
 
@@ -339,9 +456,16 @@ def card_dir(out: str | Path, card: Card | str) -> Path:
     return Path(out) / (card.name if isinstance(card, Card) else card)
 
 
-def write_cards(cards: list[Card], out: str | Path) -> list[Path]:
-    """Write each card's README.md (and results.png) to `out/<name>/`. Writes only what changed,
-    so an unchanged card keeps its file (and its mtime)."""
+CARDS_RECORD = ".hubkit-cards.json"
+
+
+def write_cards(cards: list[Card], out: str | Path, *, template_dir: str | Path | None = None) -> list[Path]:
+    """Write each card's README.md (and results.png) to `out/<name>/`, and what they were rendered
+    with (`out/.hubkit-cards.json`: the template folder), so that publish uploads exactly these
+    cards. Writes only what changed, so an unchanged card keeps its file (and its mtime)."""
+    import json
+
+    out = Path(out)
     paths = []
     for card in cards:
         d = card_dir(out, card)
@@ -353,5 +477,58 @@ def write_cards(cards: list[Card], out: str | Path) -> list[Path]:
             png = d / "results.png"
             if not png.is_file() or png.read_bytes() != card.chart:
                 png.write_bytes(card.chart)
+        for rel, text in card.eval_results.items():
+            f = d / rel
+            f.parent.mkdir(parents=True, exist_ok=True)
+            if not f.is_file() or f.read_text(encoding="utf-8") != text:
+                f.write_text(text, encoding="utf-8")
         paths.append(readme)
+    record = out / CARDS_RECORD
+    old = json.loads(record.read_text()) if record.is_file() else {}
+    data = {"format": 1, "template_dir": str(Path(template_dir).resolve()) if template_dir else None, "cards": {**(old.get("cards") or {}), **{c.name: c.inputs_digest for c in cards}}}
+    if old != data:
+        record.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     return paths
+
+
+def reviewed_card(manifest: Manifest, name: str, out: str | Path, *, runs_dir: str | Path | None = None, say=lambda m: None) -> Card:
+    """The card `hubkit card` wrote to `out/<name>/`, checked to be what the manifest, the run
+    records and the same templates render now: the card to publish is the card that was reviewed.
+
+    With no card on disk yet, it is rendered, written there (so it can be read) and returned.
+    Raises CardError when the card on disk is stale, was edited after rendering, or was rendered
+    with a template folder that is gone."""
+    import json
+
+    out = Path(out)
+    readme = card_dir(out, name) / "README.md"
+    record = out / CARDS_RECORD
+    meta = json.loads(record.read_text()) if record.is_file() else {}
+    tdir = meta.get("template_dir")
+    if tdir and not Path(tdir).is_dir():
+        raise CardError(f"{readme} was rendered with templates from {tdir}, which no longer exists", hint="Run `hubkit card` again (with --template-dir if you use one), review the card, then publish.")
+    card = render_card(manifest, name, runs_dir=runs_dir, template_dir=tdir)
+    if not readme.is_file():
+        write_cards([card], out, template_dir=tdir)
+        say(f"rendered {readme} (there was no card to review; read it there)")
+        return card
+    text = readme.read_text(encoding="utf-8")
+    m = re.search(rf"<!-- {INPUTS_MARK} ([0-9a-f]+)", text)
+    if not m or m.group(1) != card.inputs_digest:
+        raise CardError(
+            f"{readme} is stale: the manifest, run records or templates changed since `hubkit card` rendered it",
+            hint="Run `hubkit card` (with the same --template-dir), review the card, then publish: publish uploads the card you reviewed.",
+        )
+    if text != card.text:
+        raise CardError(
+            f"{readme} was edited after `hubkit card` rendered it",
+            hint="Cards are rendered from hubkit.yaml and the templates: put the change there (a section, a claim, a --template-dir partial) and run `hubkit card`.",
+        )
+    png = readme.parent / "results.png"
+    if card.chart is not None and (not png.is_file() or png.read_bytes() != card.chart):
+        raise CardError(f"{png} is missing or differs from the chart the card links to", hint="Run `hubkit card` again.")
+    for rel, body in card.eval_results.items():
+        f = readme.parent / rel
+        if not f.is_file() or f.read_text(encoding="utf-8") != body:
+            raise CardError(f"{f} is missing or differs from what `hubkit card` renders now", hint="Run `hubkit card` again, review, then publish.")
+    return card

@@ -50,14 +50,26 @@ def results_block(text: str) -> str:
     return "\n".join(re.findall(re.escape(RESULTS_BEGIN) + r"(.*?)" + re.escape(RESULTS_END), text, re.DOTALL))
 
 
+# Columns that name things rather than hold numbers: their digits are names ("Table 2 of the
+# paper", "Llama-3-8B", "agrees (1.2σ)"), not values to back.
+_LABEL_COLUMNS = {"model", "source", "verdict", "task", "domain", "subtask", "stage", "setting", "data", "#", "method", "teacher", "data from", "file"}
+
+
 def unbacked_numbers(card) -> list[str]:
     """Numbers in the results section that no run or claim produced (e.g. typed into a template)."""
     problems = []
-    for line in results_block(card.text).splitlines():
+    lines = results_block(card.text).splitlines()
+    header: list[str] = []
+    for i, line in enumerate(lines):
         if not line.startswith("|") or set(line) <= set("|-: "):
             continue
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        for c in cells[1:]:  # the first cell is the row label
+        if i + 1 < len(lines) and lines[i + 1].startswith("|") and set(lines[i + 1]) <= set("|-: "):
+            header = [c.lower() for c in cells]
+            continue
+        for j, c in enumerate(cells):
+            if j == 0 or (j < len(header) and header[j] in _LABEL_COLUMNS):
+                continue  # the row label, and columns of names
             if "run `" in c or c in ("claimed", "reference only") or c.startswith("unavailable:"):
                 continue
             for num in _NUMBER.findall(c):

@@ -16,6 +16,9 @@ from ..eval.claims import Cell, claim_number
 from ..manifest import Manifest
 from .numbers import decimals, fmt, is_fraction
 
+_SUPERSCRIPT = "⁰¹²³⁴⁵⁶⁷⁸⁹"
+_NUM = __import__("re").compile(r"(?<![\w.`/-])[-+]?\d[\d,]*(?:\.\d+)?(?![\w.`/-])")
+
 
 @dataclass
 class Table:
@@ -74,34 +77,58 @@ def coverage_note(coverage: dict | None) -> str:
 
 
 class _Builder:
-    def __init__(self, manifest: Manifest, label):
+    def __init__(self, manifest: Manifest, label, table_notes: dict[str, str] | None = None):
         self.manifest = manifest
         self.label = label
         self.headlines: list[Headline] = []
+        self.notes: list[str] = []
+        self.table_notes = table_notes or {}
 
     def value_text(self, cell: Cell, places: int, se_places: int, numbers: set[str]) -> str:
-        """'value ± stderr' as printed; both numbers are recorded as backed by data."""
-        if cell.row is not None and cell.row.value is None:
+        """'value ± stderr' as printed (a claim as its source words it); every number shown is
+        recorded as backed by data, and a claim's note gets a footnote mark."""
+        if cell.row is None:
+            return self.claim_text(cell, places, se_places, numbers)
+        if cell.row.value is None:
             return f"unavailable: {cell.row.unavailable}"
-        v = cell.value
-        text = fmt(float(v), places) if isinstance(v, float) or (cell.row is not None and isinstance(v, (int, float))) else fmt(v)
+        text = fmt(float(cell.row.value), places)
         numbers.add(text)
-        if cell.stderr is not None:
-            se = fmt(float(cell.stderr), se_places)
+        if cell.row.stderr is not None:
+            se = fmt(float(cell.row.stderr), se_places)
             numbers.add(se)
             text += f" ± {se}"
         return text
 
     def claim_text(self, cell: Cell, places: int, se_places: int, numbers: set[str]) -> str:
         c = cell.claim
-        v = c.value
-        text = fmt(v, places) if isinstance(v, float) else fmt(v)
-        numbers.add(text)
+        if c.display:
+            text = c.display
+            numbers.update(n.lstrip("+") for n in _NUM.findall(text))
+        else:
+            v = c.value
+            text = fmt(v, places) if isinstance(v, float) else fmt(v)
+            numbers.add(text)
+            if c.unit:
+                text += c.unit if c.unit in ("%", "‰") else f" {c.unit}"
         if c.stderr is not None:
             se = fmt(float(c.stderr), se_places)
             numbers.add(se)
             text += f" ± {se}"
+        if c.note:
+            text += self.mark(c.note)
         return text
+
+    def mark(self, note: str) -> str:
+        """A footnote mark for `note` (the same note, the same mark, within one table)."""
+        if note not in self.notes:
+            self.notes.append(note)
+        return _SUPERSCRIPT[(self.notes.index(note) + 1) % 10] if self.notes.index(note) < 9 else f"[{self.notes.index(note) + 1}]"
+
+    def footnotes(self) -> str | None:
+        notes, self.notes = self.notes, []
+        if not notes:
+            return None
+        return " ".join(f"{_SUPERSCRIPT[i] if i < 10 else f'[{i}]'} {n}" for i, n in enumerate(notes, 1))
 
     def task_table(self, title: str, cells: list[Cell], note: str | None) -> Table:
         metrics = list(dict.fromkeys(c.metric_label for c in cells))
@@ -153,9 +180,47 @@ class _Builder:
             if with_claims:
                 pairs = [grid[(key, m)] for m in metrics if (key, m) in grid and grid[(key, m)].claim is not None and grid[(key, m)].row is not None]
                 row += ["; ".join(self.claim_text(c, places[c.metric_label], se_places[c.metric_label], numbers) for c in pairs), "; ".join(c.verdict for c in pairs if c.verdict)]
-            row.append(_source(some))
+            row.append("; ".join(dict.fromkeys(_source(grid[(key, m)]) for m in metrics if (key, m) in grid)))
             rows.append(row)
-        return Table(title, header, rows, note, numbers)
+        task = cells[0].task
+        extra = self.table_notes.get(title) or self.table_notes.get(task)
+        notes = " ".join(x for x in (note, extra, self.footnotes()) if x)
+        return Table(title, header, rows, notes or None, numbers)
+
+    def model_table(self, cells: list[Cell], folded: dict) -> Table:
+        """One table: a row per model, a column per (task, few-shot, metric)."""
+        columns = list(dict.fromkeys((c.task, c.num_fewshot, c.metric_label) for c in cells))
+        subjects = list(dict.fromkeys(c.subject for c in cells))
+        grid = {}
+        for c in cells:
+            grid.setdefault((c.subject, c.task, c.num_fewshot, c.metric_label), c)
+        numbers: set[str] = set()
+        header = ["model"] + [shots_title(t, n) + (f" ({m})" if len({x[2] for x in columns if x[:2] == (t, n)}) > 1 or m not in ("acc", "acc_norm", "score") else "") for t, n, m in columns] + ["source"]
+        rows = []
+        for s in subjects:
+            some = next(grid[k] for k in grid if k[0] == s)
+            row = [self.label(some)]
+            for t, n, m in columns:
+                c = grid.get((s, t, n, m))
+                if c is None:
+                    row.append("")
+                    continue
+                written = [decimals(x.claim.value) for x in cells if (x.task, x.num_fewshot, x.metric_label) == (t, n, m) and x.claim is not None and isinstance(x.claim.value, float)]
+                places = max(written + ([4] if any(x.row is not None for x in cells if (x.task, x.num_fewshot, x.metric_label) == (t, n, m)) else []) + [0])
+                row.append(self.value_text(c, places, max(places, 4), numbers))
+                if c.row is not None and c.row.value is not None:
+                    self.headlines.append(Headline(s, t, n, m, row[-1].split(" ± ")[0], c, "Results"))
+            row.append("; ".join(dict.fromkeys(_source(grid[k]) for k in grid if k[0] == s)))
+            rows.append(row)
+        notes = " ".join(x for x in (self.table_notes.get("Results"), self.footnotes()) if x)
+        table = Table("Results", header, rows, notes or None, numbers)
+        for (group, _shots), sub in folded.items():
+            for d in self.subtask_tables(group, sub):
+                table.details.append(d)
+                table.numbers |= d.numbers
+        if table.details:
+            table.summary = "subtasks of " + ", ".join(dict.fromkeys(g for g, _ in folded))
+        return table
 
     def subtask_tables(self, group: str, cells: list[Cell]) -> list[Table]:
         """A group's subtasks: a row per subtask, a column per subject, one table per metric."""
@@ -193,11 +258,13 @@ def top_group(cell: Cell) -> str | None:
     return top
 
 
-def results_tables(manifest: Manifest, cells: list[Cell], label) -> tuple[list[Table], list[Headline]]:
+def results_tables(manifest: Manifest, cells: list[Cell], label, *, layout: str = "by_task", table_notes: dict[str, str] | None = None) -> tuple[list[Table], list[Headline]]:
     """The results tables of an artifact card, and the headline numbers they show.
 
-    `label(cell)` names a row's model ("**this model**", "base: ...", a link)."""
-    b = _Builder(manifest, label)
+    `label(cell)` names a row's model ("**this model**", "base: ...", a link). `by_task`: a table
+    per task and few-shot; `by_model`: one table, a row per model, a column per task (its
+    few-shot and metric in the header), with groups' subtasks folded under it."""
+    b = _Builder(manifest, label, table_notes)
     folded: dict[tuple[str, int | None], list[Cell]] = {}
     tables_cells: dict[tuple[str, int | None], list[Cell]] = {}
     for c in cells:
@@ -206,6 +273,8 @@ def results_tables(manifest: Manifest, cells: list[Cell], label) -> tuple[list[T
             folded.setdefault((top, c.num_fewshot), []).append(c)
         else:
             tables_cells.setdefault((c.task, c.num_fewshot), []).append(c)
+    if layout == "by_model" and tables_cells:
+        return [b.model_table([c for items in tables_cells.values() for c in items], folded)], b.headlines
     tables = []
     for (task, shots), items in tables_cells.items():
         coverage = next((cv for c in items if (cv := _coverage(c))), None)
@@ -230,28 +299,32 @@ def results_tables(manifest: Manifest, cells: list[Cell], label) -> tuple[list[T
     return tables, b.headlines
 
 
-def report_tables(cells: list[Cell]) -> list[Table]:
-    """Experiment reports: a row per task (grouped by domain), a column per subject; each row's
-    numbers share the precision of its most precise value."""
+def report_tables(cells: list[Cell], table_notes: dict[str, str] | None = None) -> list[Table]:
+    """Experiment reports: a row per task (and metric, when a task reports several), grouped by
+    domain, a column per subject; each row's numbers share the precision of its most precise value."""
+    b = _Builder(None, lambda c: c.subject, table_notes)
     subjects = list(dict.fromkeys(c.subject for c in cells))
-    tasks = list(dict.fromkeys(c.task for c in cells))
-    by = {(c.task, c.subject): c for c in cells}
+    # a row per task; per (task, metric) only where one subject reports several metrics of it
+    counts: dict[tuple[str, str], set[str]] = {}
+    for c in cells:
+        counts.setdefault((c.task, c.subject), set()).add(c.metric_label)
+    several = {t for (t, _), ms in counts.items() if len(ms) > 1}
+    keys = list(dict.fromkeys((c.task, c.metric_label if c.task in several else None) for c in cells))
+    by = {(c.task, c.metric_label if c.task in several else None, c.subject): c for c in cells}
     domain = {c.task: c.claim.domain for c in cells if c.claim is not None and c.claim.domain}
     has_domain = bool(domain)
     header = (["domain"] if has_domain else []) + ["task"] + subjects
     rows, numbers = [], set()
-    for t in tasks:
-        es = [by[(t, s)] for s in subjects if (t, s) in by]
+    for t, m in keys:
+        es = [by[(t, m, s)] for s in subjects if (t, m, s) in by]
         places = max([decimals(e.value) for e in es if isinstance(e.value, float)] + [0])
-        row = ([domain.get(t, "")] if has_domain else []) + [t]
+        row = ([domain.get(t, "")] if has_domain else []) + [f"{t} ({m})" if m else t]
         for s in subjects:
-            e = by.get((t, s))
-            text = "" if e is None else (fmt(e.value, places) if isinstance(e.value, float) else fmt(e.value))
-            if text:
-                numbers.add(text)
-            row.append(text)
+            e = by.get((t, m, s))
+            row.append("" if e is None else b.value_text(e, places, places, numbers))
         rows.append(row)
-    return [Table("Results", header, rows, None, numbers)] if rows else []
+    notes = " ".join(x for x in ((table_notes or {}).get("Results"), b.footnotes()) if x)
+    return [Table("Results", header, rows, notes or None, numbers)] if rows else []
 
 
 def claim_value(cell: Cell) -> float | None:

@@ -155,14 +155,20 @@ def _index_path(lm_eval_dir: Path) -> Path | None:
     return hubkit_home() / "lm-eval-tasks" / f"{key}.json"
 
 
+_MEMO: dict[str, TaskIndex] = {}  # this process's indexes, by install (a scan costs seconds)
+
+
 def task_index(lm_eval_dir: str | Path, rebuild: bool = False) -> TaskIndex:
     """The TaskIndex of an lm-eval install, cached under $HUBKIT_HOME (an install does not
     change; a full scan reads ~14k files)."""
     lm_eval_dir = Path(lm_eval_dir).resolve()
     cache = _index_path(lm_eval_dir)
     if cache is not None and not rebuild:
+        if cache.name in _MEMO:
+            return _MEMO[cache.name]
         try:
-            return TaskIndex(**json.loads(cache.read_text()))
+            _MEMO[cache.name] = TaskIndex(**json.loads(cache.read_text()))
+            return _MEMO[cache.name]
         except (OSError, ValueError, TypeError):
             pass
     index = TaskIndex()
@@ -191,6 +197,7 @@ def task_index(lm_eval_dir: str | Path, rebuild: bool = False) -> TaskIndex:
         if tags:
             index.file_tags[key] = sorted(set(tags))
     if cache is not None:
+        _MEMO[cache.name] = index
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_suffix(f".{os.getpid()}.tmp")
