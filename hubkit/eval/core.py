@@ -341,15 +341,27 @@ def _vllm_invocation(ctx, subject, out_dir, merged, include_path, shared=False) 
     return _cli(ctx, args, out_dir, include_path, model="vllm")
 
 
+def _vllm_unavailable(ctx: SetupContext) -> str | None:
+    """Why lm-eval's vLLM model cannot run in this setup's environment, or None when it can."""
+    if not ctx.env.version("vllm"):
+        return "vllm is not installed in the eval environment (pin it in the setup's `pins`, or install it)"
+    if not ctx.device.startswith("cuda"):
+        return "vLLM needs a CUDA GPU and none is visible here"
+    return None
+
+
 @dataclass(frozen=True)
 class Strategy:
     """A way to load a subject for lm-eval. `merged` strategies need the merged checkpoint.
     `build(ctx, subject, out_dir, merged, include_path, shared=False)` makes the attempt's
-    process: lm-eval's CLI, or (shared, or where no CLI form exists) a runner call."""
+    process: lm-eval's CLI, or (shared, or where no CLI form exists) a runner call.
+    `unavailable(ctx)` says why the strategy cannot run in this environment at all (None when
+    it can): such a strategy is recorded as unavailable, not tried, and the next one runs."""
 
     name: str
     build: Callable[..., Invocation]
     merged: bool = False
+    unavailable: Callable[[SetupContext], str | None] = lambda ctx: None
 
 
 STRATEGIES: dict[str, Strategy] = {
@@ -358,7 +370,7 @@ STRATEGIES: dict[str, Strategy] = {
     "merged-fp16": Strategy("merged-fp16", _merged_invocation, merged=True),
     "bf16-lora": Strategy("bf16-lora", _lora_invocation("bfloat16")),
     "fp32-lora": Strategy("fp32-lora", _lora_invocation("float32")),
-    "vllm-lora": Strategy("vllm-lora", _vllm_invocation),
+    "vllm-lora": Strategy("vllm-lora", _vllm_invocation, unavailable=_vllm_unavailable),
 }
 
 
@@ -749,12 +761,28 @@ class SubjectRun:
     def _fallback_note(self, index: int) -> str:
         return f" -> falling back to {self.strategies[index]}" if index < len(self.strategies) else ""
 
+    def skip_unavailable(self) -> None:
+        """Records the next strategies that cannot run in this environment as unavailable (no
+        process started), so the next one that can is the one tried."""
+        while not self.done:
+            index = self._next
+            name = self.strategies[index]
+            reason = STRATEGIES[name].unavailable(self.ctx)
+            if reason is None:
+                return
+            self._next += 1
+            self.attempts.append(Attempt(strategy=name, status="unavailable", seconds=0.0, reason=reason))
+            self.ctx.say(f"{self._label(name)} unavailable ({reason}){self._fallback_note(index + 1)}")
+
     def prepare_next(self, *, shared: Callable[[str], bool] = lambda s: False) -> Prepared | None:
         """The next strategy's attempt, ready to run (built for a shared process when `shared`
-        says so), or None when none is left. A strategy that cannot even be prepared is a failed
-        attempt, and the next one is tried."""
+        says so), or None when none is left. A strategy that cannot run here is recorded as
+        unavailable and one that cannot even be prepared as failed; the next one is tried."""
         ctx = self.ctx
         while not self.done:
+            self.skip_unavailable()
+            if self.done:
+                break
             index = self._next
             name = self.strategies[index]
             self._next += 1
@@ -842,7 +870,7 @@ class SubjectRun:
             base_model=(subject.artifact.base_model if subject.artifact else None) or subject.base,
             base_model_revision=subject.base_revision,
             strategy=winner.strategy if winner else None,
-            fallback_reason="; ".join(f"{a.strategy}: {a.reason}" for a in attempts if a.status == "failed") or None,
+            fallback_reason="; ".join(f"{a.strategy}: {a.reason}" for a in attempts if a.status != "ok") or None,
             attempts=attempts,
             command=shlex.join(winner.command) if winner and winner.call is None else None,
             call=winner.call if winner else None,
@@ -903,6 +931,11 @@ def run_subjects(ctx: SetupContext, plans: list[SubjectPlan]) -> list[EvalOutcom
     outcomes: dict[int, EvalOutcome] = {}
     try:
         while True:
+            for i, r in enumerate(runs):
+                if i not in outcomes:
+                    r.skip_unavailable()  # so subjects falling back from it still share a process
+                    if r.done and r.attempts:  # nothing it could run here: its record says why
+                        outcomes[i] = r.finish()
             live = [(i, r) for i, r in enumerate(runs) if i not in outcomes and not r.done]
             if not live:
                 break
