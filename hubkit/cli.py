@@ -185,10 +185,11 @@ def schema(out: Path | None) -> None:
 @click.option("--qos", help="Slurm QOS.")
 @click.option("--flavor", help="HF Jobs hardware flavor (cpu-basic, a10g-small, a100-large, h200...).")
 @click.option("--jobs-repo", help="HF Jobs: the dataset repo that carries inputs and run records (default: NAMESPACE/hubkit-jobs).")
+@click.option("--poll-interval", type=click.FloatRange(min=0.1), help="Seconds between two looks at Slurm / HF Jobs units (default 10).")
 @ENDPOINT_OPTION
 @JSON_OPTION
 def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, runs_dir, executor, gpus, cpus, mem_gb, time_min,
-             subjects_per_unit, task_shards, separate, partition, account, qos, flavor, jobs_repo, endpoint, as_json) -> None:  # fmt: skip
+             subjects_per_unit, task_shards, separate, partition, account, qos, flavor, jobs_repo, poll_interval, endpoint, as_json) -> None:  # fmt: skip
     """Rerun the manifest's pinned lm-eval setups and record every run.
 
     Each adapter is evaluated with the setup's strategies in order (default: 4bit-lora, then
@@ -217,7 +218,7 @@ def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, r
         "resources": {"gpus": gpus, "cpus": cpus, "mem_gb": mem_gb, "time_min": time_min},
         "subjects_per_unit": subjects_per_unit, "task_shards": task_shards, "one_process": False if separate else None,
         "slurm": {"partition": partition, "account": account, "qos": qos},
-        "hf_jobs": {"flavor": flavor, "repo": jobs_repo},
+        "hf_jobs": {"flavor": flavor, "repo": jobs_repo}, "poll_interval": poll_interval,
     }  # fmt: skip
     outcomes = run_eval(
         m, setup=setup, artifact=artifact, limit=limit, env=env_kind, rerun=rerun,

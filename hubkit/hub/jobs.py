@@ -120,6 +120,7 @@ class Jobs:
 
     def __init__(self, root: Path, confine: Callable[..., Path], *, run: bool = False):
         self.root, self.confine, self.run = root, confine, run
+        self.received: list[dict] | None = None  # set to a list by a recording LocalHub
         self.lock = threading.RLock()
         self._secrets: dict[str, dict[str, str]] = {}
         self._procs: dict[str, subprocess.Popen] = {}

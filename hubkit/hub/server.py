@@ -1172,9 +1172,15 @@ class Handler(BaseHTTPRequestHandler):
         from .jobs import JobError, sse
 
         jobs = self.hub.jobs
+        body = self._read_json() if len(segs) == 1 and method == "POST" else None
+        if jobs.received is not None:  # a recording hub (tests): each request as the client sent it
+            jobs.received.append({
+                "method": method, "path": "/api/jobs/" + "/".join(segs), "query": query,
+                "authorization": self.headers.get("Authorization"), "body": body,
+            })  # fmt: skip
         try:
             if len(segs) == 1 and method == "POST":
-                return self._send(200, jobs.create(segs[0], self._read_json(), owner="local-user"))
+                return self._send(200, jobs.create(segs[0], body, owner="local-user"))
             if len(segs) == 1 and method == "GET":
                 return self._send(200, jobs.list(segs[0]))
             if len(segs) == 2 and method == "GET":
@@ -1277,6 +1283,7 @@ class LocalHub:
     ):
         self.store = Store(Path(root))
         self.config = HubConfig(self.store, token, max_json=max_json_bytes, max_commit=max_commit_bytes, max_upload=max_upload_bytes, run_jobs=run_jobs)
+        self.config.jobs.received = [] if record else None
         handler = type("BoundHandler", (Handler,), {"hub": self.config, "log_requests": [] if record else None, "faults": faults})
         self.handler = handler
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -1292,6 +1299,12 @@ class LocalHub:
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def job_requests(self) -> list[dict]:
+        """With `record`: every Jobs API request as received (method, path, query, the
+        Authorization header and the JSON body), secrets included: for tests only."""
+        return list(self.config.jobs.received or [])
 
     @property
     def requests(self) -> list[str]:
