@@ -202,3 +202,41 @@ def test_hf_jobs_uv_launcher_request(jobs_hub, tmp_path):
     assert body["timeoutSeconds"] == 60 * 60  # the unit's time limit
     (status,) = statuses.values()
     assert status.state == "failed" and "does not run them" in status.error  # the hub said so; we kept it
+
+
+def test_local_hub_jobs_api_runs_lists_cancels_and_redacts(jobs_hub):
+    """The Jobs API routes the executor relies on, through the genuine client: a job runs with its
+    secret in its environment, its log never shows the secret, cancel stops it, a bad flavor is
+    refused with the Hub's 400, an unknown job is a 404."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError
+
+    from hubkit.hub.client import hub_session
+
+    hub, token = jobs_hub
+    NS = "local-user"  # the token's user on the local hub (the client would ask whoami otherwise)
+    api = HfApi(endpoint=hub.url, token=token)
+    script = "import os, sys, time; print('token', os.environ['HF_TOKEN'], os.environ['STAGE']); sys.stdout.flush(); time.sleep(60)"
+    with hub_session(hub.url):
+        job = api.run_job(image="python:3.12", command=[sys.executable, "-c", script], env={"STAGE": "one"}, secrets={"HF_TOKEN": token}, flavor="cpu-basic", timeout="5m", namespace=NS)
+        deadline = time.time() + 60
+        while time.time() < deadline and not any("token" in line for line in api.fetch_job_logs(job_id=job.id, namespace=NS)):
+            time.sleep(0.2)
+        lines = list(api.fetch_job_logs(job_id=job.id, namespace=NS))
+        assert any(line.startswith("token ") and line.endswith(" one") for line in lines), lines
+        assert not any(token in line for line in lines)
+        info = api.inspect_job(job_id=job.id, namespace=NS)
+        assert str(info.status.stage.value if hasattr(info.status.stage, "value") else info.status.stage) == "RUNNING"
+        assert info.secrets == {"HF_TOKEN": None} and info.environment == {"STAGE": "one"} and info.flavor == "cpu-basic"
+        assert [j.id for j in api.list_jobs(namespace=NS)] == [job.id]
+        api.cancel_job(job_id=job.id, namespace=NS)
+        stage = api.inspect_job(job_id=job.id, namespace=NS).status.stage
+        assert str(getattr(stage, "value", stage)) == "CANCELED"
+        with pytest.raises(HfHubHTTPError) as bad:
+            api.run_job(image="python:3.12", command=["true"], flavor="no-such-gpu", namespace=NS)
+        assert bad.value.response.status_code == 400 and "flavor" in str(bad.value)
+        with pytest.raises(HfHubHTTPError) as missing:
+            api.inspect_job(job_id="0" * 24, namespace=NS)
+        assert missing.value.response.status_code == 404
+    stored = json.loads(next((hub.store.root / "jobs" / "local-user").glob("*/job.json")).read_text())
+    assert stored["secretNames"] == ["HF_TOKEN"] and token not in json.dumps(stored)
