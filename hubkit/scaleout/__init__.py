@@ -1,8 +1,9 @@
-"""Scale-out: run units of work locally (a GPU pool) or on Slurm (submitit job arrays), and keep
-a matrix state file so reruns do only what is missing.
+"""Scale-out: run units of work in this process, locally (a GPU pool), on Slurm (submitit job
+arrays) or on Hugging Face Jobs, and keep a matrix state file so reruns do only what is missing.
 
-Units are generic picklable callables; nothing here knows about evaluation. `SlurmExecutor`
-needs the `scaleout` extra (submitit) and is imported on first use.
+Units are generic picklable callables; nothing here knows about evaluation (`hubkit.eval.units`
+makes eval units). Every executor implements `Executor`. `SlurmExecutor` needs the `scaleout`
+extra (submitit) and `HfJobsExecutor` huggingface_hub; both are imported on first use.
 """
 
 from hubkit.scaleout.inline import InlineExecutor
