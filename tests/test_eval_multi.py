@@ -161,6 +161,33 @@ def test_vllm_lora_serves_both_adapters_from_one_engine(demo_world, tmp_path):
     assert numbers(got["lora-full"])[0][2] >= 0.75
 
 
+def test_a_unit_with_several_gpus_runs_lm_evals_own_data_parallelism(demo_world, tmp_path):
+    """More than one GPU per unit: each subject alone under `accelerate launch -m lm_eval`
+    (lm-eval's data parallelism loads the model itself, so no shared process)."""
+    from hubkit.eval.core import STRATEGIES, plan_subjects, prepare_setup, shareable
+
+    m = load_manifest(variant(demo_world, "dp", {"strategies": ["bf16-lora"]}))
+    ctx = prepare_setup(m, "demo", store=RunStore(tmp_path / "plan"), gpus=2)
+    (plan,) = plan_subjects(ctx, "lora-full", False)
+    argv = STRATEGIES["bf16-lora"].build(ctx, plan.subject, tmp_path / "a", None, None).argv
+    assert argv[1:6] == ["-m", "accelerate.commands.launch", "--num_processes", "2", "-m"] and argv[6] == "lm_eval"
+    assert not shareable(ctx, "bf16-lora") and not shareable(ctx, "base")
+    one = prepare_setup(m, "demo", store=RunStore(tmp_path / "plan"), gpus=1)
+    assert shareable(one, "bf16-lora")
+
+
+@pytest.mark.gpu
+def test_shared_4bit_on_cuda_gives_the_per_sample_results_of_separate_runs(demo_world, tmp_path):
+    """The 4-bit CUDA path: base and both adapters on one NF4 base in one process, vs separate runs."""
+    m = load_manifest(variant(demo_world, "shared-cuda", {"strategies": ["4bit-lora"], "limit": 40}))
+    shared = {o.subject: o.record for o in run_eval(m, runs_dir=tmp_path / "shared")}
+    separate = {o.subject: o.record for o in run_eval(m, runs_dir=tmp_path / "separate", scaleout={"one_process": False})}
+    for subject in ("base", "lora-full", "lora-half"):
+        assert shared[subject].device.startswith("cuda") and shared[subject].ok
+        assert per_sample(shared[subject]) == per_sample(separate[subject]), subject
+    assert shared["lora-full"].strategy == "4bit-lora" and sorted(shared["lora-full"].call["ran_with"]) == ["base", "lora-half"]
+
+
 # -- settings, shards, the matrix view (no lm-eval) ------------------------------------------------------
 
 
