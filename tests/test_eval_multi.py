@@ -41,18 +41,20 @@ def numbers(record) -> list[tuple]:
 
 
 def test_shared_process_gives_the_per_sample_results_of_separate_runs(demo_world, tmp_path):
-    """fp32-lora: base + two adapters in one process vs each in its own lm-eval CLI process."""
+    """fp32-lora: base + two adapters in one process vs each in a process of its own (the base
+    and lora-half as separate lm-eval CLI runs, lora-full through its record's reproduce line)."""
     m = load_manifest(variant(demo_world, "shared-fp32", {"strategies": ["fp32-lora"], "limit": 24}))
     shared = {o.subject: o.record for o in run_eval(m, runs_dir=tmp_path / "shared")}
-    separate = {o.subject: o.record for o in run_eval(m, runs_dir=tmp_path / "separate", scaleout={"one_process": False})}
-    assert set(shared) == set(separate) == {"base", "lora-full", "lora-half"}
-    for subject in shared:
+    separate = {o.subject: o.record for o in run_eval(m, artifact="lora-half", runs_dir=tmp_path / "separate", scaleout={"one_process": False})}
+    assert set(shared) == {"base", "lora-full", "lora-half"} and set(separate) == {"base", "lora-half"}
+    for subject in separate:
         assert per_sample(shared[subject]) == per_sample(separate[subject]), subject
         assert numbers(shared[subject]) == numbers(separate[subject]), subject
         assert len(per_sample(shared[subject])) == 24
     # separate runs recorded lm-eval's own command; the shared ones the runner and a call of
     # their own subject, naming the subjects they shared the process with
     assert separate["lora-half"].command.split()[1:3] == ["-m", "lm_eval"]
+    assert all(len(per_sample(rec)) == 24 for rec in shared.values())
     for subject, rec in shared.items():
         (attempt,) = rec.attempts
         assert Path(attempt.command[1]).name == "runner_multi.py" and attempt.command[2].endswith("call.json")
@@ -64,8 +66,8 @@ def test_shared_process_gives_the_per_sample_results_of_separate_runs(demo_world
     proc = subprocess.run(rec.reproduce.replace(" reproduced", f" {out}"), shell=True, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     (samples,) = out.rglob("samples_*.jsonl")
-    again = [(r["doc_hash"], r["resps"], r["acc"]) for r in read_samples(samples)]
-    assert again == [(s[0], s[2], s[4]) for s in per_sample(rec)]
+    again = [(r["doc_hash"], r["prompt_hash"], r["resps"], r["filtered_resps"], r["acc"], r["acc_norm"]) for r in read_samples(samples)]
+    assert again == per_sample(rec)
 
 
 @pytest.mark.slow
