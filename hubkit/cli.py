@@ -199,17 +199,41 @@ def schema(out: Path | None) -> None:
 @click.option("--rerun", is_flag=True, help="Run even when an identical run is recorded.")
 @click.option("--no-base", is_flag=True, help="Skip the base-model baseline run.")
 @click.option("--runs-dir", type=click.Path(file_okay=False, path_type=Path), help="Where run records go (default: runs/ beside the manifest).")
+@click.option("--executor", type=click.Choice(["local", "slurm", "hf-jobs"]), help="Where units run (default: scaleout.executor in the manifest, else local).")
+@click.option("--gpus", type=click.IntRange(0), help="GPUs per unit (locally: one unit per free GPU; more than one: lm-eval's data parallelism).")
+@click.option("--cpus", type=click.IntRange(1), help="CPU cores per unit.")
+@click.option("--mem", "mem_gb", type=click.FloatRange(min=0, min_open=True), help="Memory per unit, GiB (Slurm --mem).")
+@click.option("--time", "time_min", type=click.IntRange(1), help="Wall-time limit per unit, minutes.")
+@click.option("--subjects-per-unit", type=click.IntRange(1), help="Subjects (base, adapters) per unit (default: all of a setup's).")
+@click.option("--shards", "task_shards", type=click.IntRange(1), help="Split each setup's tasks into this many units.")
+@click.option("--separate", is_flag=True, help="Run each subject in its own lm-eval process (default: a unit's subjects share one, the base loaded once).")
+@click.option("--partition", help="Slurm partition.")
+@click.option("--account", help="Slurm account.")
+@click.option("--qos", help="Slurm QOS.")
+@click.option("--flavor", help="HF Jobs hardware flavor (cpu-basic, a10g-small, a100-large, h200...).")
+@click.option("--jobs-repo", help="HF Jobs: the dataset repo that carries inputs and run records (default: NAMESPACE/hubkit-jobs).")
+@click.option("--poll-interval", type=click.FloatRange(min=0.1), help="Seconds between two looks at Slurm / HF Jobs units (default 10).")
 @ENDPOINT_OPTION
 @JSON_OPTION
-def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, runs_dir, endpoint, as_json) -> None:
+def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, runs_dir, executor, gpus, cpus, mem_gb, time_min,
+             subjects_per_unit, task_shards, separate, partition, account, qos, flavor, jobs_repo, poll_interval, endpoint, as_json) -> None:  # fmt: skip
     """Rerun the manifest's pinned lm-eval setups and record every run.
 
     Each adapter is evaluated with the setup's strategies in order (default: 4bit-lora, then
     merged-fp16); when one fails (no CUDA, a bitsandbytes/driver mismatch, OOM) the next runs
-    and the record says why. Records land in runs/<run-id>/ with lm-eval's own results and
-    samples plus provenance (command, requested vs installed versions, weight hashes, hardware).
-    An identical earlier run is reused unless --rerun. A base given as a Hub id is fetched
-    through huggingface_hub (or found in its cache) and pinned to the commit it resolved to.
+    and the record says why. A setup's base and adapters share one process per load path
+    (lm-eval imported and the base loaded once). Records land in runs/<run-id>/ with lm-eval's
+    own results and samples plus provenance (command, requested vs installed versions, weight
+    hashes, hardware). An identical earlier run is reused unless --rerun. A base given as a Hub
+    id is fetched through huggingface_hub (or found in its cache) and pinned to its commit.
+
+    \b
+    Executors (units = a setup's subjects on a shard of its tasks):
+      local    this machine; one unit per visible GPU (CUDA_VISIBLE_DEVICES)
+      slurm    job arrays through submitit (--partition, --gpus, --time, --mem)
+      hf-jobs  Hugging Face Jobs (--flavor); the token goes as a job secret
+    A rerun after a failure or a kill runs only the units without records; `hubkit runs status`
+    shows the matrix.
     """
     from .eval import run_eval, summarize
     from .manifest import load_manifest
@@ -217,10 +241,17 @@ def eval_cmd(manifest: Path, setup, artifact, limit, env_kind, rerun, no_base, r
     m = load_manifest(manifest)
     if limit is not None and limit >= 1:
         limit = int(limit)
+    overrides = {
+        "resources": {"gpus": gpus, "cpus": cpus, "mem_gb": mem_gb, "time_min": time_min},
+        "subjects_per_unit": subjects_per_unit, "task_shards": task_shards, "one_process": False if separate else None,
+        "slurm": {"partition": partition, "account": account, "qos": qos},
+        "hf_jobs": {"flavor": flavor, "repo": jobs_repo}, "poll_interval": poll_interval,
+    }  # fmt: skip
     outcomes = run_eval(
         m, setup=setup, artifact=artifact, limit=limit, env=env_kind, rerun=rerun,
         include_base=False if no_base else None, runs_dir=runs_dir, say=_err, endpoint=endpoint,
-    )
+        executor=executor, scaleout=overrides,
+    )  # fmt: skip
     records = [o.record for o in outcomes]
     if as_json:
         from .eval.summary import summary_rows
@@ -244,6 +275,7 @@ def runs(ctx, manifest: Path, runs_dir: Path | None, all_rows: bool, as_json: bo
     \b
     hubkit runs compare A B      paired test of two runs on their shared documents
     hubkit runs import FILE ...  record an lm-eval results file made elsewhere
+    hubkit runs status           the eval matrix: units queued, running, done, failed
     """
     ctx.ensure_object(dict)
     ctx.obj["runs_dir"] = runs_dir or (manifest.resolve().parent / "runs")
@@ -262,6 +294,25 @@ def runs(ctx, manifest: Path, runs_dir: Path | None, all_rows: bool, as_json: bo
         click.echo(format_runs(records, all_rows=all_rows))
     for problem in store.problems:
         _err(f"warning: damaged record: {problem}")
+
+
+@runs.command("status")
+@JSON_OPTION
+@click.pass_context
+def runs_status(ctx, as_json: bool) -> None:
+    """Show the eval matrix: each unit (a setup's subjects on a shard of its tasks), its state
+    (queued, running, done, failed, cancelled), its job and how long it waited or ran.
+
+    States are those the last `hubkit eval` watching the units saw; a unit whose watcher is
+    gone is followed again by the next `hubkit eval`, which reruns only what did not finish.
+    """
+    from .eval.units import format_status, matrix_status
+
+    status = matrix_status(ctx.obj["runs_dir"])
+    if as_json:
+        _print_json({"path": status["path"], "updated_at": status["updated_at"], "units": {u: s.to_json() for u, s in status["units"].items()}})
+    else:
+        click.echo(format_status(status))
 
 
 @runs.command("compare")

@@ -23,7 +23,7 @@ DEFAULT_MANIFEST = "hubkit.yaml"
 
 ArtifactKind = Literal["adapter", "merged", "quantized", "full"]
 Relation = Literal["adapter", "merge", "quantized", "finetune"]
-Strategy = Literal["4bit-lora", "merged-fp16", "bf16-lora", "fp32-lora"]
+Strategy = Literal["4bit-lora", "merged-fp16", "bf16-lora", "fp32-lora", "vllm-lora"]
 Scalar = Union[bool, int, float, str]
 
 # The Hub's base_model_relation that each artifact kind implies, unless the manifest says otherwise.
@@ -263,6 +263,49 @@ class DataOverride(_Strict):
 _METRIC = re.compile(r"^[\w.\-]+(,[\w.\- ]+)?$")
 
 
+class Resources(_Strict):
+    """What one unit of an eval (a setup's subjects on a shard of its tasks) asks of its machine."""
+
+    gpus: int | None = Field(None, ge=0, description="GPUs per unit (default: 1 locally when GPUs are visible, else 0). Locally each unit gets its own from the visible ones (CUDA_VISIBLE_DEVICES); more than one runs lm-eval's data parallelism (accelerate launch).")
+    cpus: int = Field(1, ge=1, description="CPU cores per unit.")
+    mem_gb: float | None = Field(None, gt=0, description="Memory per unit in GiB (Slurm --mem); the scheduler's default when unset.")
+    time_min: int = Field(120, ge=1, description="Wall-time limit per unit, in minutes (Slurm --time; a local unit past it is stopped).")
+
+
+class SlurmSettings(_Strict):
+    """Where `--executor slurm` submits (through submitit job arrays)."""
+
+    partition: str | None = Field(None, description="Slurm partition (sbatch --partition).")
+    account: str | None = Field(None, description="Slurm account (sbatch --account).")
+    qos: str | None = Field(None, description="Slurm QOS (sbatch --qos).")
+    setup: list[str] = Field(default_factory=list, description="Shell lines run before each job (module load ..., export ...).")
+    sbatch: dict[str, Scalar] = Field(default_factory=dict, description="Other sbatch options, e.g. {constraint: a100}.")
+    max_parallel: int | None = Field(None, ge=1, description="At most this many units of one array run at once.")
+
+
+class HfJobsSettings(_Strict):
+    """Where `--executor hf-jobs` runs (Hugging Face Jobs); results come back through a Hub repo."""
+
+    flavor: str = Field("cpu-basic", description="Jobs hardware flavor, e.g. cpu-basic, a10g-small, a100-large, h200.")
+    namespace: str | None = Field(None, description="User or organization the jobs run under (default: the token's user).")
+    repo: str | None = Field(None, description="Dataset repo that carries each unit's inputs and run records (default: NAMESPACE/hubkit-jobs, created private).")
+    image: str | None = Field(None, description="Docker image (default: uv's Python image); the job installs hubkit with uv.")
+    requirement: str | None = Field(None, description="What the job installs for hubkit (default: hubkit-ml[eval]==<this version>).")
+    timeout: str | None = Field(None, description="Job timeout, e.g. '2h' (default: resources.time_min).")
+
+
+class Scaleout(_Strict):
+    """How `hubkit eval` splits and runs its work: units of (a setup's subjects, a shard of its tasks)."""
+
+    executor: Literal["local", "slurm", "hf-jobs"] = Field("local", description="Where units run: this machine, a Slurm cluster, or Hugging Face Jobs (`--executor` overrides).")
+    one_process: bool = Field(True, description="Evaluate a unit's subjects in one process per load path (the base loaded and lm-eval imported once); false runs each subject in its own lm-eval process.")
+    subjects_per_unit: int | None = Field(None, ge=1, description="Subjects per unit (default: all of a setup's, or an even share of the visible GPUs locally).")
+    task_shards: int = Field(1, ge=1, description="Split a setup's tasks into this many shards, one unit (and one record per subject) each.")
+    resources: Resources = Field(default_factory=Resources, description="What each unit asks for.")
+    slurm: SlurmSettings = Field(default_factory=SlurmSettings, description="Slurm settings.")
+    hf_jobs: HfJobsSettings = Field(default_factory=HfJobsSettings, description="Hugging Face Jobs settings.")
+
+
 class EvalSetup(_Strict):
     tasks: list[str] = Field(min_length=1, description="lm-eval task names, e.g. ['arc_challenge'].")
     num_fewshot: int | None = Field(None, ge=0, description="Few-shot examples (lm-eval --num_fewshot).")
@@ -298,6 +341,7 @@ class EvalSetup(_Strict):
     exclude_newer: str | None = Field(
         None, description="Build the pinned environment from releases up to this date (uv --exclude-newer), e.g. '2025-03-01'."
     )
+    resources: Resources | None = Field(None, description="What each unit of this setup asks for (default: scaleout.resources).")
 
 
     @field_validator("metrics")
@@ -382,6 +426,7 @@ class Manifest(_Strict):
     claims: list[Claim] = Field(default_factory=list, description="Numbers reported elsewhere.")
     sections: list[Section] = Field(default_factory=list, description="Extra card sections (method, findings).")
     space: SpaceSettings = Field(default_factory=SpaceSettings, description="The side-by-side Gradio Space.")
+    scaleout: Scaleout = Field(default_factory=Scaleout, description="How `hubkit eval` runs its units (local, Slurm, HF Jobs).")
     card: CardLayout = Field(default_factory=CardLayout, description="Every card's sections, order and usage text (an artifact's `card` overrides it).")
     benchmarks: dict[str, Benchmark] = Field(
         default_factory=dict,

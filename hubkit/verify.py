@@ -310,8 +310,9 @@ def verify(
     differences, versions = [], []
     for rec in records:
         for a in rec.attempts:
-            if a.status == "failed":
-                differences.append(f"{rec.setup}: {a.strategy} failed ({a.reason}); the numbers come from {rec.strategy}")
+            if a.status != "ok":
+                what = "was unavailable" if a.status == "unavailable" else "failed"
+                differences.append(f"{rec.setup}: {a.strategy} {what} ({a.reason}); the numbers come from {rec.strategy}")
         if rec.limit is not None:
             differences.append(f"{rec.setup}: ran on the first {rec.limit} documents only (--limit)")
         if rec.data_overrides:

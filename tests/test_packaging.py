@@ -31,7 +31,7 @@ def test_wheel_is_hubkit_ml_and_installs_into_a_clean_venv(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     meta = next(n for n in names if n.endswith(".dist-info/METADATA"))
     assert "Name: hubkit-ml\n" in zipfile.ZipFile(wheel).read(meta).decode()
-    for shipped in ("hubkit/templates/card/adapter.md.j2", "hubkit/templates/init/hubkit.yaml.j2", "hubkit/space/app.py", "hubkit/space/engine.py", "hubkit/eval/runner_4bit.py"):
+    for shipped in ("hubkit/templates/card/adapter.md.j2", "hubkit/templates/init/hubkit.yaml.j2", "hubkit/space/app.py", "hubkit/space/engine.py", "hubkit/eval/runner_multi.py"):
         assert shipped in names, shipped
 
     # A new venv with nothing of hubkit in it; its dependencies are borrowed read-only from this

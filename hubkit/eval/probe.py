@@ -15,7 +15,7 @@ import subprocess
 import sys
 from importlib import metadata
 
-PACKAGES = ["lm_eval", "transformers", "peft", "bitsandbytes", "accelerate", "torch", "datasets", "tokenizers", "numpy", "safetensors"]
+PACKAGES = ["lm_eval", "transformers", "peft", "bitsandbytes", "accelerate", "torch", "datasets", "tokenizers", "numpy", "safetensors", "vllm"]
 
 
 def _version(dist):

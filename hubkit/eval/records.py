@@ -46,7 +46,9 @@ class Attempt(_Model):
     """One load strategy tried for a run: what ran and how it ended."""
 
     strategy: str
-    status: Literal["ok", "failed"]
+    # "unavailable": the strategy cannot run here at all (vllm not installed, no GPU), so it was
+    # not tried; its reason says why and the next strategy ran
+    status: Literal["ok", "failed", "unavailable"]
     seconds: float
     command: list[str] | None = None
     call: dict[str, Any] | None = None

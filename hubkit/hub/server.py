@@ -1,7 +1,7 @@
 """A local Hub-compatible server: the subset of the Hugging Face Hub's HTTP API that the
 unmodified `huggingface_hub` client uses to create repos, commit (regular and LFS files), list,
-download, tag and branch (protocol notes: hub-protocol.md), plus the Hub's web pages
-(`hubkit.hub.pages`).
+download, tag and branch (protocol notes: hub-protocol.md), the Jobs API (`hubkit.hub.jobs`:
+run, inspect, list, cancel, logs), plus the Hub's web pages (`hubkit.hub.pages`).
 
 The real Hub cannot be reached from the machines hubkit is built and tested on, and air-gapped
 users cannot reach it either; this server lets the genuine client publish for real, end to end.
@@ -570,8 +570,11 @@ def repo_summary(store: Store, rtype: str, repo_id: str, rev: str = "main", *, b
 class HubConfig:
     """What one server's handlers share."""
 
-    def __init__(self, store: Store, token: str | None, *, max_json: int, max_commit: int, max_upload: int):
+    def __init__(self, store: Store, token: str | None, *, max_json: int, max_commit: int, max_upload: int, run_jobs: bool = False):
+        from .jobs import Jobs
+
         self.store, self.token = store, token or None
+        self.jobs = Jobs(store.root, store.path, run=run_jobs)
         self.max_json, self.max_commit, self.max_upload = max_json, max_commit, max_upload
         self.secret = secrets.token_bytes(32)  # signs LFS upload URLs and page sessions
 
@@ -908,6 +911,8 @@ class Handler(BaseHTTPRequestHandler):
                 raise HubError(400, "Invalid repo type")
             s.delete(rtype, names.repo_id(body.get("organization") or "local-user", body.get("name")))
             return self._send(200, {})
+        if segs[:1] == ["jobs"]:
+            return self._jobs(method, segs[1:], query)
         if segs == ["validate-yaml"] and method == "POST":
             return self._validate_yaml(self._read_json())
         if len(segs) == 1 and segs[0] in TYPE_SEGMENT and method == "GET":
@@ -1211,6 +1216,35 @@ class Handler(BaseHTTPRequestHandler):
                     self.wfile.write(chunk)
                     left -= len(chunk)
 
+    def _jobs(self, method: str, segs: list[str], query: dict) -> None:
+        """The Jobs API (hubkit.hub.jobs): run, list, inspect, cancel, and the log stream."""
+        from .jobs import JobError, sse
+
+        jobs = self.hub.jobs
+        body = self._read_json() if len(segs) == 1 and method == "POST" else None
+        if jobs.received is not None:  # a recording hub (tests): each request as the client sent it
+            jobs.received.append({
+                "method": method, "path": "/api/jobs/" + "/".join(segs), "query": query,
+                "authorization": self.headers.get("Authorization"), "body": body,
+            })  # fmt: skip
+        try:
+            if len(segs) == 1 and method == "POST":
+                return self._send(200, jobs.create(segs[0], body, owner="local-user"))
+            if len(segs) == 1 and method == "GET":
+                return self._send(200, jobs.list(segs[0]))
+            if len(segs) == 2 and method == "GET":
+                return self._send(200, jobs.get(segs[0], segs[1]))
+            if len(segs) == 3 and segs[2] == "cancel" and method == "POST":
+                jobs.cancel(segs[0], segs[1])
+                return self._send(200, {})
+            if len(segs) == 3 and segs[2] == "logs" and method == "GET":
+                raw_tail = (query.get("tail") or [""])[0]
+                tail = int(raw_tail) if raw_tail.isdigit() else None
+                return self._send(200, raw=sse(jobs.logs(segs[0], segs[1], tail)), content_type="text/event-stream", headers={"Cache-Control": "no-store"})
+        except JobError as e:
+            raise HubError(e.status, e.message, "JobNotFound" if e.status == 404 else None) from None
+        raise HubError(404, f"no route for {method} /api/jobs/{'/'.join(segs)[:200]}")
+
     def _validate_yaml(self, body: dict) -> None:
         from ..card import HUB_LICENSES
         from .pages import split_front_matter
@@ -1287,15 +1321,18 @@ class LocalHub:
 
     `token`: required on every call when set (the Python API; the CLI reads HUBKIT_HUB_TOKEN).
     `max_*_bytes`: request body limits (413 beyond). `sweep_every`: seconds between sweeps of
-    abandoned uploads (None: only at start). Raises OSError when the port is taken."""
+    abandoned uploads (None: only at start). `run_jobs`: run the Jobs API's jobs on this machine
+    (their commands, as this process's user; see hubkit.hub.jobs), instead of failing them.
+    Raises OSError when the port is taken."""
 
     def __init__(
         self, root: str | Path, *, port: int = 0, token: str | None = None, record: bool = False, faults: dict | None = None,
         max_json_bytes: int = DEFAULT_MAX_JSON, max_commit_bytes: int = DEFAULT_MAX_COMMIT, max_upload_bytes: int = DEFAULT_MAX_UPLOAD,
-        sweep_every: float | None = 600, incoming_age: float = 3600, object_age: float = 86400,
+        sweep_every: float | None = 600, incoming_age: float = 3600, object_age: float = 86400, run_jobs: bool = False,
     ):
         self.store = Store(Path(root))
-        self.config = HubConfig(self.store, token, max_json=max_json_bytes, max_commit=max_commit_bytes, max_upload=max_upload_bytes)
+        self.config = HubConfig(self.store, token, max_json=max_json_bytes, max_commit=max_commit_bytes, max_upload=max_upload_bytes, run_jobs=run_jobs)
+        self.config.jobs.received = [] if record else None
         handler = type("BoundHandler", (Handler,), {"hub": self.config, "log_requests": [] if record else None, "faults": faults})
         self.handler = handler
         self.httpd = ThreadingHTTPServer(("127.0.0.1", port), handler)
@@ -1311,6 +1348,12 @@ class LocalHub:
     def url(self) -> str:
         host, port = self.httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+    @property
+    def job_requests(self) -> list[dict]:
+        """With `record`: every Jobs API request as received (method, path, query, the
+        Authorization header and the JSON body), secrets included: for tests only."""
+        return list(self.config.jobs.received or [])
 
     @property
     def requests(self) -> list[str]:
@@ -1337,6 +1380,7 @@ class LocalHub:
 
     def stop(self) -> None:
         self._stop.set()
+        self.config.jobs.close()
         if self.thread is not None:
             self.httpd.shutdown()
             self.httpd.server_close()

@@ -95,6 +95,22 @@ class Matrix:
             Path(tmp).unlink(missing_ok=True)
             raise
 
+    def forget(self, unit_ids: Iterable[str]) -> None:
+        """Drops what the file records of `unit_ids`, so the next run submits them afresh (their
+        work is to be redone). A unit still in flight is kept: raises ScaleoutError for it."""
+        with self._lock():
+            recorded = self.load()
+            for uid in unit_ids:
+                status = recorded.get(uid)
+                if status is not None and not status.terminal:
+                    raise ScaleoutError(
+                        f"unit {uid} is still {status.state} ({status.executor} job {status.job_id})",
+                        hint="Wait for it (a rerun resumes watching it), or cancel it first.",
+                        path=self.path,
+                    )
+                recorded.pop(uid, None)
+            self.save(recorded)
+
     def missing(self, units: Iterable[Unit]) -> list[Unit]:
         """Returns the units the file does not record as done (a rerun's work, at most)."""
         recorded = self.load()

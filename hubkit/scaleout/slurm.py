@@ -318,12 +318,22 @@ class SlurmExecutor:
         now = time.time()
         if job is None:
             if now - (status.submitted_at or now) > _GRACE_S:
-                status.state = FAILED
                 status.ended_at = now
-                status.error = (
-                    f"Slurm job {status.job_id} is no longer known to Slurm and left no result\n"
-                    f"{tail(status.logs.get('stderr'))}"
-                ).strip()
+                never_started = status.state == QUEUED and status.started_at is None and not any(
+                    Path(p).exists() for p in status.logs.values()
+                )
+                if never_started:
+                    # A pending array task that is cancelled leaves squeue at once, with no
+                    # CANCELLED line: it vanished before it ran, which only scancel (or an
+                    # administrator) does.
+                    status.state = CANCELLED
+                    status.error = f"Slurm job {status.job_id} left the queue before it started (cancelled)"
+                else:
+                    status.state = FAILED
+                    status.error = (
+                        f"Slurm job {status.job_id} is no longer known to Slurm and left no result\n"
+                        f"{tail(status.logs.get('stderr'))}"
+                    ).strip()
             return
         state = job["state"]
         if state in _QUEUED:
