@@ -95,7 +95,7 @@ def test_yaml_merge_keys_and_repeated_anchors_are_not_duplicates(proj, capsys):
     assert data["artifacts"]["a"]["base_model"] == "org/tiny-base"
     code, _, err = run(capsys, "validate", "-m", path)
     assert "duplicate key" not in err  # (the x-common key itself is refused by the schema)
-    assert errors(err) == [f"{path}: x-common: unknown key (allowed: schema_version, project, artifacts, lineage, datasets, evals, claims, sections, space, card, benchmarks)"]
+    assert errors(err) == [f"{path}: x-common: unknown key (allowed: schema_version, project, artifacts, lineage, datasets, evals, claims, sections, space, scaleout, card, benchmarks)"]
 
 
 # -- 7. unreadable files, repo ids, paths -----------------------------------------------------------

@@ -233,8 +233,10 @@ def run_matrix(
                     unit_errors[cell.unit_id] = str(exc)
                 continue
             raised = exe.exception(cell.unit_id) if hasattr(exe, "exception") else None
-            if isinstance(raised, HubkitError):
-                raise raised  # inline: the unit's own error, as `hubkit eval` always raised it
+            # inline: the unit's own error, as `hubkit eval` always raised it (a full disk or a
+            # read-only folder included: the error table names the file and exits 4)
+            if isinstance(raised, (HubkitError, OSError, MemoryError)):
+                raise raised
             unit_errors[cell.unit_id] = _unit_failure(status)
 
     outcomes: list[EvalOutcome] = []
