@@ -296,6 +296,30 @@ def test_pages_answer_the_hubs_web_routes_while_the_api_works(hub):
         assert status == 404 and headers["Content-Type"].startswith("text/html") and b"Traceback" not in body, missing
 
 
+def test_discussions_and_pull_requests_have_pages(hub):
+    """What `hubkit verify --discussion/--open-pr` and `publish --create-pr` print a link to: the
+    thread, its markdown rendered and vetted like a card, and a pull request's files."""
+    sha = json.loads(_call(hub, "GET", "/api/models/me/tiny-lora")[2])["sha"]
+    body = {"title": "hubkit verify: 1 of 2 numbers agree", "description": "| task | acc |\n|---|---|\n| arc | 0.81 |\n\n" + XSS, "pullRequest": False}
+    status, _, resp = _call(hub, "POST", "/api/models/me/tiny-lora/discussions", body)
+    assert status == 200 and json.loads(resp)["num"] == 1
+    pages = {
+        "/me/tiny-lora/discussions": ["hubkit verify: 1 of 2 numbers agree", "Community"],
+        "/me/tiny-lora/discussions/1": ["#1 hubkit verify: 1 of 2 numbers agree", "<table", "0.81"],
+    }
+    for path, wanted in pages.items():
+        status, headers, page = _call(hub, "GET", path)
+        page = page.decode()
+        assert status == 200 and headers["Content-Type"].startswith("text/html"), (path, status)
+        for w in wanted:
+            assert w in page, (path, w)
+        assert not audit(page).problems and "<script" not in page.lower(), (path, audit(page).problems)
+    assert _call(hub, "GET", "/me/tiny-lora/discussions/7")[0] == 404
+    # titles outside the Hub's bounds are refused, nothing stored
+    assert _call(hub, "POST", "/api/models/me/tiny-lora/discussions", {"title": "x", "description": ""})[0] == 400
+    assert sha == json.loads(_call(hub, "GET", "/api/models/me/tiny-lora")[2])["sha"]
+
+
 def test_pages_escape_what_repos_hold(hub):
     publish_raw(hub, "me/xss", {"README.md": XSS.encode(), "<img src=x onerror=alert(1)>.txt": b"x"}, message="<script>alert(1)</script>")
     for path in ("/me/xss", "/me/xss/tree/main", "/me/xss/commits/main", "/", "/me/xss/blob/main/README.md"):

@@ -690,7 +690,32 @@ def page(store: "Store", segs: list[str], query: dict, *, base: str) -> tuple[in
         return 200, _repo_commits(store, rtype, repo_id, args[0])
     if view == "commit" and len(args) == 1:
         return 200, _repo_commit(store, rtype, repo_id, args[0])
+    if view == "discussions" and len(args) <= 1:
+        return 200, _repo_discussions(store, rtype, repo_id, args[0] if args else None)
     raise HubError(404, "Page not found")
+
+
+def _repo_discussions(store: "Store", rtype: str, repo_id: str, num: str | None) -> str:
+    """The list of a repo's discussions and pull requests, or one thread (comments as markdown)."""
+    from .server import HubError
+
+    ctx = _repo_context(store, rtype, repo_id, "main", "discussions")
+    items = store.discussions(rtype, repo_id)
+    if num is None:
+        return _render("discussions.html.j2", items=list(reversed(items)), **ctx)
+    item = next((x for x in items if str(x["num"]) == num), None)
+    if item is None:
+        raise HubError(404, f"Discussion {num[:20]} not found")
+    links = Links(repo_url=ctx["repo_url"], rev=ctx["sha"], on_hub=True)
+    events = []
+    for e in item.get("events", []):
+        data = e.get("data") or {}
+        if e.get("type") == "comment":
+            events.append({"type": "comment", "date": e.get("createdAt"), "html": render_card_body(str((data.get("latest") or {}).get("raw") or ""), links)["html"]})
+        elif e.get("type") == "commit":
+            events.append({"type": "commit", "date": e.get("createdAt"), "oid": str(data.get("oid") or ""), "subject": str(data.get("subject") or "")})
+    ref = f"refs/pr/{item['num']}" if item.get("isPullRequest") else None
+    return _render("discussion.html.j2", item=item, events=events, pr_ref=ref, **ctx)
 
 
 def _repo_url(rtype: str, repo_id: str) -> str:
