@@ -37,6 +37,7 @@ from hubkit.scaleout.units import (
     call_unit,
     dump_pickle,
     outcome_value,
+    poll_until_ended,
     read_outcome,
     settle_from_outcome,
     tail,
@@ -273,14 +274,7 @@ class HfJobsExecutor:
 
     def wait(self, timeout: float | None = None) -> dict[str, UnitStatus]:
         """Polls every `poll_interval` seconds until every unit ended (or `timeout` passed)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            statuses = self.poll()
-            if all(s.terminal for s in statuses.values()):
-                return statuses
-            if deadline is not None and time.monotonic() >= deadline:
-                return statuses
-            time.sleep(self.poll_interval)
+        return poll_until_ended(self, timeout)
 
     def attach(self, status: UnitStatus) -> bool:
         """Follows a unit an earlier process submitted: True while its job is queued or running

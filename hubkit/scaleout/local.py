@@ -32,6 +32,7 @@ from hubkit.scaleout.units import (
     call_unit,
     dump_pickle,
     outcome_value,
+    poll_until_ended,
     read_outcome,
     settle_from_outcome,
     tail,
@@ -229,14 +230,7 @@ class LocalExecutor:
     def wait(self, timeout: float | None = None) -> dict[str, UnitStatus]:
         """Blocks until every tracked unit has ended (or `timeout` seconds passed) and returns
         the statuses."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            statuses = self.poll()
-            if all(s.terminal for s in statuses.values()):
-                return statuses
-            if deadline is not None and time.monotonic() >= deadline:
-                return statuses
-            time.sleep(self.poll_interval)
+        return poll_until_ended(self, timeout)
 
     def attach(self, status: UnitStatus) -> bool:
         """Takes over a unit from an earlier process. Its subprocess ended with that process

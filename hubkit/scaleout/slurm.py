@@ -32,6 +32,7 @@ from hubkit.scaleout.units import (
     UnitStatus,
     call_unit,
     outcome_value,
+    poll_until_ended,
     read_outcome,
     settle_from_outcome,
     tail,
@@ -194,14 +195,7 @@ class SlurmExecutor:
     def wait(self, timeout: float | None = None) -> dict[str, UnitStatus]:
         """Polls every `poll_interval` seconds until all tracked units ended (or `timeout`
         passed); returns the statuses."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            statuses = self.poll()
-            if all(s.terminal for s in statuses.values()):
-                return statuses
-            if deadline is not None and time.monotonic() >= deadline:
-                return statuses
-            time.sleep(self.poll_interval)
+        return poll_until_ended(self, timeout)
 
     def attach(self, status: UnitStatus) -> bool:
         """Resumes tracking a unit submitted by an earlier process. Returns True when its result

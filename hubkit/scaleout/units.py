@@ -158,6 +158,7 @@ class Executor(Protocol):
     """
 
     name: str
+    poll_interval: float  # seconds between two looks while waiting
 
     def submit(self, units: Iterable[Unit]) -> list[Handle]: ...
 
@@ -170,6 +171,20 @@ class Executor(Protocol):
     def attach(self, status: UnitStatus) -> bool: ...
 
     def result(self, unit_id: str) -> Any: ...
+
+
+def poll_until_ended(executor: Executor, timeout: float | None = None) -> dict[str, UnitStatus]:
+    """Polls `executor` every `executor.poll_interval` seconds until every unit it tracks has
+    ended (or `timeout` seconds passed); returns the last statuses. The `wait` of executors
+    whose units run elsewhere."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        statuses = executor.poll()
+        if all(s.terminal for s in statuses.values()):
+            return statuses
+        if deadline is not None and time.monotonic() >= deadline:
+            return statuses
+        time.sleep(executor.poll_interval)
 
 
 def call_unit(fn: Callable[..., Any], args: tuple, kwargs: Mapping[str, Any]) -> dict[str, Any]:
