@@ -35,6 +35,7 @@ import yaml
 
 from catalogue_faults import full_disk, read_only
 from hubkit.cli import main
+from hubkit.space_build import free_port
 
 TOKEN = "hf_" + "CatalogueSecret0123456789abcdefXYZ"  # HF_TOKEN for every case: must never be printed
 RUN_CMD = [sys.executable, "-m", "hubkit"]
@@ -99,12 +100,6 @@ def online(monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- what a case sees ----------------------------------------------------------------------------

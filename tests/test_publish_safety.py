@@ -23,6 +23,7 @@ import pytest
 from hubkit.cli import main
 from hubkit.hub.server import LocalHub
 from hubkit.secrets import CHUNK
+from hubkit.space_build import free_port
 
 TOKEN = "hf_" + "safetyTESTtoken0123456789abcdef"
 LEAK = "hf_" + "LeakedLeakedLeaked0123456789abcd"  # a token someone left in a file
@@ -322,12 +323,6 @@ def online(monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_dry_run_with_the_hub_unreachable_is_one_line(project, capsys, online):
