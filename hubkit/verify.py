@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -229,7 +228,7 @@ def verify(
     from .eval import run_eval
     from .eval.claims import join
     from .hub.client import looks_like_repo_id, resolve
-    from .manifest import load_manifest
+    from .manifest import load_manifest, repo_id_problem
 
     work = Path(out or Path.cwd() / "hubkit-verify").resolve()
     work.mkdir(parents=True, exist_ok=True)
@@ -255,8 +254,8 @@ def verify(
             f"{source}: the adapter the card loads ({plan.adapter}) is neither a folder here nor a Hub repo id",
             hint="Point the card's peft= at the adapter's Hub id, or run from where that folder exists.",
         )
-    # canonical Hub models have no owner ("gpt2")
-    if not (looks_like_repo_id(plan.base) or re.fullmatch(r"[A-Za-z0-9][\w.-]*", plan.base)) and not Path(plan.base).expanduser().is_dir():
+    # the manifest's own repo-id rule (huggingface_hub's), which also takes canonical ids ("gpt2")
+    if repo_id_problem(plan.base) and not Path(plan.base).expanduser().is_dir():
         raise VerifyError(
             f"{source}: the base model the card loads ({plan.base}) is neither a folder here nor a Hub repo id",
             hint="Point the card's pretrained= at the base model's Hub id, or run from where that folder exists.",
